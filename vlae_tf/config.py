@@ -1,0 +1,155 @@
+"""VLAEConfig: every knob of the model in one validated, immutable dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Optional, Tuple
+
+from vlae_tf import window as window_lib
+
+LIKELIHOODS = ("bernoulli", "logistic_mixture")
+PRIORS = ("standard_normal", "af")
+Z_CONDITIONING = ("concat", "gated", "both")
+FREE_BITS_MODES = ("none", "hard", "soft")
+
+
+@dataclasses.dataclass(frozen=True)
+class VLAEConfig:
+    """Configuration of a VLAE. Build one from `vlae_tf.presets.get(name)` and `.replace()`.
+
+    Units: `free_bits` is in nats per group of latent dimensions (the paper's binary setting
+    is 0.01 nats per data dimension: 7.84 nats in one group for 28x28 images).
+    """
+
+    # Data.
+    image_shape: Tuple[int, int, int] = (28, 28, 1)
+    likelihood: str = "bernoulli"  # "bernoulli" (values 0/1) | "logistic_mixture" (0..255)
+    num_mixtures: int = 10  # logistic mixture components
+    # Latent code and encoder q(z|x).
+    use_latent: bool = True  # False: unconditional windowed decoder (no z, KL = 0)
+    latent_size: int = 64
+    encoder_filters: Tuple[int, ...] = (16, 32, 32)  # one strided + one stride-1 block each
+    encoder_hidden: int = 450
+    iaf_steps: int = 0  # IAF posterior steps on top of the diagonal Gaussian (0 = none)
+    iaf_hidden: Tuple[int, ...] = (640,)
+    iaf_context_size: int = 64
+    # Prior p(z).
+    prior: str = "af"  # "af" (MAF prior) | "standard_normal" (the VAE baseline)
+    prior_steps: int = 4
+    prior_hidden: Tuple[int, ...] = (640,)
+    prior_mean_only: bool = True  # volume-preserving MAF steps, as in the paper (binary)
+    # Decoder p(x|z): windowed gated PixelCNN.
+    window: Optional[Tuple[int, int]] = (13, 6)  # (A, B); None = global receptive field
+    grayscale_window: bool = False  # window sees only 0.299R + 0.587G + 0.114B
+    decoder_layers: int = 6
+    decoder_filters: int = 12
+    decoder_residual_blocks: int = 4  # extra 1x1 gated residual blocks after the window
+    z_conditioning: str = "both"  # "concat" (first layer) | "gated" (later blocks) | "both"
+    z_map_channels: int = 16
+    # Objective.
+    free_bits: float = 0.0  # lambda, nats per group
+    free_bits_groups: int = 1
+    free_bits_mode: str = "hard"  # "none" | "hard" | "soft" (adaptive KL weight, CIFAR)
+    # Optimisation.
+    learning_rate: float = 2e-3
+    ema_momentum: Optional[float] = 0.998  # Polyak averaging; None disables it
+    weight_norm: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        _validate(self)
+
+    def replace(self, **changes) -> "VLAEConfig":
+        """A copy with `changes` applied (validated); unknown fields raise ValueError."""
+        unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(
+                f"VLAEConfig.replace: unknown field(s) {unknown}; valid fields: "
+                f"{sorted(field.name for field in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **_normalise(changes))
+
+    @property
+    def num_pixels(self) -> int:
+        return self.image_shape[0] * self.image_shape[1]
+
+    @property
+    def num_dims(self) -> int:
+        return self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+
+    @property
+    def max_value(self) -> int:
+        return 1 if self.likelihood == "bernoulli" else 255
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "VLAEConfig":
+        unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"VLAEConfig.from_dict: unknown field(s) {unknown}")
+        return cls(**_normalise(values))
+
+
+def _normalise(values: dict) -> dict:
+    """Turns JSON lists (and 'AxB' strings) into the tuples the dataclass stores."""
+    values = dict(values)
+    for key in ("image_shape", "encoder_filters", "iaf_hidden", "prior_hidden"):
+        if key in values and values[key] is not None and not isinstance(values[key], tuple):
+            values[key] = tuple(values[key])
+    if "window" in values:
+        values["window"] = window_lib.validate_window(values["window"])
+    return values
+
+
+def _check(condition, field, expected, got):
+    if not condition:
+        raise ValueError(f"VLAEConfig.{field}: expected {expected}; got {got!r}")
+
+
+def _validate(config: VLAEConfig) -> None:
+    object.__setattr__(config, "window", window_lib.validate_window(config.window, "VLAEConfig.window"))
+    for key in ("image_shape", "encoder_filters", "iaf_hidden", "prior_hidden"):
+        value = getattr(config, key)
+        if isinstance(value, list):
+            object.__setattr__(config, key, tuple(value))
+    shape = config.image_shape
+    _check(len(shape) == 3 and all(isinstance(v, int) and v >= 1 for v in shape),
+           "image_shape", "(height, width, channels) of positive ints", shape)
+    _check(shape[2] in (1, 3), "image_shape", "1 or 3 channels", shape)
+    _check(config.likelihood in LIKELIHOODS, "likelihood", f"one of {LIKELIHOODS}",
+           config.likelihood)
+    _check(int(config.num_mixtures) >= 1, "num_mixtures", "an int >= 1", config.num_mixtures)
+    _check(int(config.latent_size) >= 1, "latent_size", "an int >= 1", config.latent_size)
+    _check(len(config.encoder_filters) >= 1 and all(f >= 1 for f in config.encoder_filters),
+           "encoder_filters", "a non-empty tuple of positive ints", config.encoder_filters)
+    _check(config.encoder_hidden >= 1, "encoder_hidden", "an int >= 1", config.encoder_hidden)
+    _check(config.iaf_steps >= 0, "iaf_steps", "an int >= 0", config.iaf_steps)
+    _check(config.prior in PRIORS, "prior", f"one of {PRIORS}", config.prior)
+    _check(config.prior_steps >= 1, "prior_steps", "an int >= 1", config.prior_steps)
+    _check(config.grayscale_window is False or shape[2] == 3, "grayscale_window",
+           "False for 1-channel images (it needs RGB)", config.grayscale_window)
+    _check(config.decoder_layers >= 1, "decoder_layers", "an int >= 1", config.decoder_layers)
+    _check(config.decoder_filters >= 1, "decoder_filters", "an int >= 1", config.decoder_filters)
+    _check(config.decoder_residual_blocks >= 0, "decoder_residual_blocks", "an int >= 0",
+           config.decoder_residual_blocks)
+    _check(config.z_conditioning in Z_CONDITIONING, "z_conditioning",
+           f"one of {Z_CONDITIONING}", config.z_conditioning)
+    _check(config.z_map_channels >= 1, "z_map_channels", "an int >= 1", config.z_map_channels)
+    _check(config.free_bits >= 0, "free_bits", "a float >= 0 (nats per group)", config.free_bits)
+    _check(1 <= config.free_bits_groups <= config.latent_size, "free_bits_groups",
+           f"an int in [1, latent_size={config.latent_size}]", config.free_bits_groups)
+    _check(config.free_bits_mode in FREE_BITS_MODES, "free_bits_mode",
+           f"one of {FREE_BITS_MODES}", config.free_bits_mode)
+    _check(config.free_bits_groups == 1 or (config.prior == "standard_normal"
+                                              and config.iaf_steps == 0),
+           "free_bits_groups",
+           "1 unless prior='standard_normal' and iaf_steps=0 (a flow's KL does not split "
+           "over latent dimensions)", config.free_bits_groups)
+    _check(config.learning_rate > 0, "learning_rate", "a float > 0", config.learning_rate)
+    _check(config.ema_momentum is None or 0 < config.ema_momentum < 1, "ema_momentum",
+           "None or a float in (0, 1)", config.ema_momentum)

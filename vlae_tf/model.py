@@ -1,0 +1,333 @@
+"""VLAE: the Variational Lossy Autoencoder (Chen et al., ICLR 2017) as a Keras 3 model.
+
+    log p(x) >= ELBO(x) = E_{q(z|x)}[log p(x|z) + log p(z) - log q(z|x)] = -(recon + kl)
+
+q(z|x): ResNet encoder -> diagonal Gaussian (+ optional IAF steps); p(z): standard Normal or
+an autoregressive-flow (MAF) prior; p(x|z): a gated PixelCNN restricted to a window, so
+global structure has to pass through z. The KL has no closed form with a flow, so it is the
+Monte Carlo estimate log q(z|x) - log p(z) at the sampled z (one sample per image).
+
+All numbers are nats per image unless the name says otherwise; bits_per_dim is
+-ELBO / (H * W * C * ln 2). Randomness is stateless and explicit (`seed`, int32[2]) so that
+every public method is reproducible, exportable and identical across runs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import decoder as decoder_lib
+from vlae_tf import encoder as encoder_lib
+from vlae_tf import likelihoods
+from vlae_tf import objectives
+from vlae_tf import priors
+from vlae_tf.config import VLAEConfig
+from vlae_tf.nn import layers as nn
+
+HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
+INTEGER_DTYPES = (tf.uint8, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint16, tf.bool)
+
+
+def default_optimizer(config: VLAEConfig) -> keras.optimizers.Optimizer:
+    """Adamax(lr) with Polyak averaging via the optimizer's EMA (paper: 2e-3, 0.998)."""
+    use_ema = config.ema_momentum is not None
+    return keras.optimizers.Adamax(
+        learning_rate=config.learning_rate, use_ema=use_ema,
+        ema_momentum=config.ema_momentum if use_ema else 0.99)
+
+
+def make_seed(seed) -> tf.Tensor:
+    """int -> int32[2] stateless seed; an int32[2]-like is passed through."""
+    if seed is None:
+        seed = 0
+    if isinstance(seed, (int, np.integer)):
+        return tf.constant([int(seed) % (2 ** 31 - 1), 0x5EED], dtype=tf.int32)
+    seed = tf.convert_to_tensor(seed)
+    if seed.shape.rank != 1 or seed.shape[0] != 2:
+        raise ValueError(f"seed: expected an int or an int32 tensor of shape [2]; "
+                         f"got shape {seed.shape}")
+    return tf.cast(seed, tf.int32)
+
+
+@keras.saving.register_keras_serializable(package="vlae_tf")
+class VLAE(keras.Model):
+    """Variational Lossy Autoencoder. `VLAE(vlae_tf.presets.get("mnist_cpu"))`.
+
+    Train with `model.compile()` (defaults to Adamax + EMA) and `model.fit(dataset)`, where
+    the dataset yields uint8 images [B, H, W, C] or (images, labels).
+    """
+
+    def __init__(self, config: Optional[VLAEConfig] = None, **kwargs):
+        super().__init__(**kwargs)
+        if config is None:
+            config = VLAEConfig()
+        elif isinstance(config, dict):
+            config = VLAEConfig.from_dict(config)
+        elif not isinstance(config, VLAEConfig):
+            raise ValueError(f"config: expected a VLAEConfig (e.g. vlae_tf.presets.get("
+                             f"'mnist_cpu')) or a dict; got {type(config).__name__}")
+        self.config = config
+        likelihood_kwargs = decoder_lib._likelihood_kwargs(config)
+        self.likelihood = likelihoods.get(config.likelihood, **likelihood_kwargs)
+        self.pixelcnn = decoder_lib.build_pixelcnn(config)
+        self.encoder = self.latent_map = self.prior = self.iaf = None
+        if config.use_latent:
+            self.encoder = encoder_lib.build_encoder(config)
+            self.latent_map = decoder_lib.build_latent_map(config)
+            prior_kwargs = {}
+            if config.prior == "af":
+                prior_kwargs = dict(num_steps=config.prior_steps,
+                                    hidden_units=config.prior_hidden,
+                                    mean_only=config.prior_mean_only)
+            self.prior = priors.get_prior(config.prior, config.latent_size, **prior_kwargs)
+            if config.iaf_steps > 0:
+                from vlae_tf.flows import IAFPosterior
+                self.iaf = IAFPosterior(config.latent_size, num_steps=config.iaf_steps,
+                                        hidden_units=config.iaf_hidden,
+                                        context_size=config.iaf_context_size)
+        # Soft free bits' KL weight and the training-noise counter: state, not parameters.
+        self.kl_weight = self.add_weight(name="kl_weight", shape=(), initializer="ones",
+                                         trainable=False, aggregation="only_first_replica")
+        self.noise_step = self.add_weight(name="noise_step", shape=(), dtype="int64",
+                                          initializer="zeros", trainable=False,
+                                          aggregation="only_first_replica")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.elbo_tracker = keras.metrics.Mean(name="elbo_nats")
+        self.recon_tracker = keras.metrics.Mean(name="recon_nats")
+        self.kl_tracker = keras.metrics.Mean(name="kl_nats")
+        self.bpd_tracker = keras.metrics.Mean(name="bits_per_dim")
+        self._sample_function = None
+        self.build((None,) + tuple(config.image_shape))
+
+    # ----------------------------------------------------------------------------- Keras
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        # One eager pass creates every variable (the MADEs build lazily), so that
+        # `trainable_weights` is complete before the first `fit` or `load_weights`.
+        images = tf.zeros((1,) + tuple(self.config.image_shape), tf.uint8)
+        self._elbo_terms(images, make_seed(0), validate=False)
+        self.built = True
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(VLAEConfig.from_dict(config["config"]), name=config.get("name"))
+
+    def compile(self, optimizer=None, **kwargs):
+        """Like keras.Model.compile; the default optimizer is the paper's (Adamax + EMA)."""
+        if optimizer is None:
+            optimizer = default_optimizer(self.config)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.elbo_tracker, self.recon_tracker, self.kl_tracker,
+                self.bpd_tracker]
+
+    def call(self, images, training=False):
+        """Per-image ELBO terms {"elbo", "recon", "kl"} (nats) with the default seed."""
+        return self._elbo_terms(self._check_images(images), make_seed(self.config.seed),
+                                training=training)
+
+    def train_step(self, data):
+        images = self._check_images(_images_from(data))
+        seed = self._next_training_seed()
+        with tf.GradientTape() as tape:
+            terms = self._elbo_terms(images, seed, training=True)
+            loss = objectives.training_loss(
+                terms["recon"], terms["kl"], terms["kl_per_group"],
+                self.config.free_bits_mode, self.config.free_bits, self.kl_weight)
+            # Gradients are summed over replicas: scale so the step uses the global mean.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled_loss = self.optimizer.scale_loss(loss / replicas)
+        gradients = tape.gradient(scaled_loss, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        if self.config.free_bits_mode == "soft" and self.config.use_latent:
+            target = self.config.free_bits * self.config.free_bits_groups
+            self.kl_weight.assign(objectives.update_soft_kl_weight(
+                self.kl_weight, tf.reduce_mean(terms["kl"]), target))
+        return self._update_metrics(loss, terms)
+
+    def test_step(self, data):
+        images = self._check_images(_images_from(data))
+        terms = self._elbo_terms(images, make_seed(self.config.seed))
+        loss = objectives.training_loss(
+            terms["recon"], terms["kl"], terms["kl_per_group"], self.config.free_bits_mode,
+            self.config.free_bits, self.kl_weight)
+        return self._update_metrics(loss, terms)
+
+    def _update_metrics(self, loss, terms):
+        self.loss_tracker.update_state(loss)
+        self.elbo_tracker.update_state(terms["elbo"])
+        self.recon_tracker.update_state(terms["recon"])
+        self.kl_tracker.update_state(terms["kl"])
+        self.bpd_tracker.update_state(-terms["elbo"] / (self.config.num_dims * math.log(2.0)))
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def _next_training_seed(self):
+        step = self.noise_step.assign_add(1)
+        seed = tf.random.experimental.stateless_fold_in(make_seed(self.config.seed), step)
+        replica = tf.distribute.get_replica_context()
+        replica_id = 0 if replica is None else replica.replica_id_in_sync_group
+        return tf.random.experimental.stateless_fold_in(seed, replica_id)
+
+    # -------------------------------------------------------------------- weight norm init
+    def data_dependent_init(self, images) -> int:
+        """Initialises weight-normalised layers from a batch (Salimans & Kingma 2016).
+
+        Call once, eagerly, before training; returns the number of layers initialised.
+        """
+        images = self._check_images(images)
+        with nn.data_dependent_init() as state:
+            self._elbo_terms(images, make_seed(self.config.seed))
+        return state["count"]
+
+    # ------------------------------------------------------------------------- validation
+    def _check_images(self, images, name="images"):
+        """Clear ValueErrors for wrong rank, size, dtype or values; returns a tensor."""
+        if isinstance(images, (tuple, list)) and images and not np.isscalar(images[0]):
+            images = images[0]
+        images = tf.convert_to_tensor(images)
+        height, width, channels = self.config.image_shape
+        expected = f"[batch, {height}, {width}, {channels}]"
+        if images.shape.rank != 4:
+            raise ValueError(f"{name}: expected a 4-D batch {expected}; got shape "
+                             f"{tuple(images.shape)}")
+        if tuple(images.shape[1:]) != (height, width, channels):
+            raise ValueError(f"{name}: expected shape {expected} (config.image_shape); got "
+                             f"{tuple(images.shape)}")
+        if images.dtype not in INTEGER_DTYPES:
+            raise ValueError(
+                f"{name}: expected integer pixel values (uint8) in [0, {self.config.max_value}];"
+                f" got dtype {images.dtype.name}. Cast after checking the values are integers.")
+        images = tf.cast(images, tf.int32)
+        message = (f"{name}: values must be in [0, {self.config.max_value}] for the "
+                   f"'{self.config.likelihood}' likelihood"
+                   + (" (binarize 8-bit images first)" if self.config.max_value == 1 else ""))
+        if tf.executing_eagerly():
+            if tf.size(images) > 0:
+                low, high = int(tf.reduce_min(images)), int(tf.reduce_max(images))
+                if low < 0 or high > self.config.max_value:
+                    raise ValueError(f"{message}; got values in [{low}, {high}]")
+        else:
+            with tf.control_dependencies([
+                    tf.debugging.assert_greater_equal(images, 0, message=message),
+                    tf.debugging.assert_less_equal(images, self.config.max_value,
+                                                   message=message)]):
+                images = tf.identity(images)
+        return images
+
+    # ---------------------------------------------------------------------------- the model
+    def _scale(self, values):
+        """Pixel values 0..max -> [-1, 1], the networks' input range."""
+        return tf.cast(values, tf.float32) * (2.0 / self.config.max_value) - 1.0
+
+    def _posterior_sample(self, posterior, eps):
+        """z = mean + scale * eps (+ IAF); returns z, log q(z|x) [B] and per-dim terms."""
+        mean, scale = posterior[0], posterior[1]
+        z = mean + scale * eps
+        log_q_dims = -0.5 * tf.square(eps) - tf.math.log(scale) - HALF_LOG_TWO_PI
+        log_q = tf.reduce_sum(log_q_dims, axis=-1)
+        if self.iaf is not None:
+            z, log_q = self.iaf(z, log_q, posterior[2])
+        return z, log_q, log_q_dims
+
+    def _elbo_terms(self, images, seed, training=False, validate=True):
+        """Per-image terms: elbo, recon (= -log p(x|z)), kl (= log q - log p), kl_per_group."""
+        values = tf.cast(images, tf.float32)
+        scaled = self._scale(values)
+        if not self.config.use_latent:
+            recon = -tf.reduce_sum(self.likelihood.log_prob(self.pixelcnn(scaled), values),
+                                   axis=[1, 2])
+            zeros = tf.zeros_like(recon)
+            return {"elbo": -recon, "recon": recon, "kl": zeros, "kl_per_group": zeros[:, None]}
+        posterior = self.encoder(scaled, training=training)
+        eps = tf.random.stateless_normal(tf.shape(posterior[0]), seed)
+        z, log_q, log_q_dims = self._posterior_sample(posterior, eps)
+        kl = log_q - self.prior.log_prob(z)
+        if self.config.free_bits_groups > 1:  # factorised q and p (validated in the config)
+            kl_dims = log_q_dims + 0.5 * tf.square(z) + HALF_LOG_TWO_PI
+            groups = np.array_split(np.arange(self.config.latent_size),
+                                    self.config.free_bits_groups)
+            kl_per_group = tf.stack(
+                [tf.reduce_sum(tf.gather(kl_dims, group, axis=-1), axis=-1) for group in groups],
+                axis=-1)
+        else:
+            kl_per_group = kl[:, None]
+        params = self.pixelcnn([scaled, self.latent_map(z, training=training)], training=training)
+        recon = -tf.reduce_sum(self.likelihood.log_prob(params, values), axis=[1, 2])
+        return {"elbo": -(recon + kl), "recon": recon, "kl": kl, "kl_per_group": kl_per_group}
+
+    # ------------------------------------------------------------------------ public API
+    def elbo(self, images, seed=None):
+        """Per-image {"elbo", "recon", "kl"} in nats (recon = -log p(x|z); elbo = -(recon+kl))."""
+        images = self._check_images(images)
+        terms = self._elbo_terms(images, make_seed(self.config.seed if seed is None else seed))
+        return {key: terms[key] for key in ("elbo", "recon", "kl")}
+
+    def encode(self, images):
+        """Posterior q(z|x) base Gaussian: (mean, scale), each [B, latent_size]."""
+        self._require_latent("encode")
+        posterior = self.encoder(self._scale(self._check_images(images)))
+        return posterior[0], posterior[1]
+
+    def decoder_params(self, images, z=None):
+        """Per-pixel likelihood parameters [B, H, W, P] of p(x|z).
+
+        `images` may be float (values 0..max_value) so that gradients can probe which
+        pixels the output depends on; `z` [B, latent_size] (None for use_latent=False).
+        """
+        values = tf.convert_to_tensor(images)
+        if not values.dtype.is_floating:
+            values = tf.cast(self._check_images(values), tf.float32)
+        scaled = self._scale(values)
+        if not self.config.use_latent:
+            return self.pixelcnn(scaled)
+        if z is None:
+            raise ValueError("z: expected a [batch, latent_size] tensor for a model with a "
+                             "latent code; got None")
+        return self.pixelcnn([scaled, self.latent_map(tf.cast(z, tf.float32))])
+
+    def importance_log_likelihood(self, images, num_samples, chunk_size=None, seed=None):
+        """Importance-sampled log p(x) in nats per image (Burda et al. 2016):
+
+            log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K,
+
+        z_k ~ q(z|x), K = num_samples, evaluated `chunk_size` samples at a time with a
+        running logsumexp so memory stays bounded (paper: K=4096 binary, 512 CIFAR).
+        """
+        from vlae_tf import estimators
+        return estimators.importance_log_likelihood(
+            self, images, num_samples, chunk_size=chunk_size, seed=seed)
+
+    def sample(self, num, seed=None, temperature=1.0, method="naive"):
+        """`num` images from the model: z from the prior, then x pixel by pixel (uint8)."""
+        from vlae_tf import sampling
+        return sampling.sample(self, num, seed=seed, temperature=temperature, method=method)
+
+    def decompress(self, images, seed=None, temperature=1.0, method="naive"):
+        """Lossy decompression: z ~ q(z|x), x' ~ p(x|z). Keeps global structure of x."""
+        from vlae_tf import sampling
+        return sampling.decompress(self, images, seed=seed, temperature=temperature,
+                                   method=method)
+
+    def _require_latent(self, what):
+        if not self.config.use_latent:
+            raise ValueError(f"{what}: this model has no latent code (config.use_latent=False)")
+
+
+def _images_from(data):
+    """fit/evaluate data: images, or (images, labels[, weights])."""
+    if isinstance(data, (tuple, list)):
+        return data[0]
+    if isinstance(data, dict):
+        return data["images"]
+    return data

@@ -1,0 +1,176 @@
+"""Small Keras 3 layers: weight-normalised convolutions and dense layers, causal shifts.
+
+Weight normalisation (Salimans & Kingma 2016): w = g * v / ||v||, with the norm taken per
+output unit. Data-dependent initialisation sets g and b from the first batch so that every
+pre-activation starts with zero mean and unit variance:
+
+    t = x * (v / ||v||);   g <- init_scale / std(t);   b <- -mean(t) * g
+
+It runs eagerly inside the `data_dependent_init()` context: the model is called once on a
+batch and each layer initialises itself from the (already initialised) activations that
+reach it, in data-flow order. Kernels are never mutated in `call`; the normalised kernel is
+a new tensor each time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+_DATA_INIT = {"active": False, "count": 0}
+
+
+@contextlib.contextmanager
+def data_dependent_init():
+    """Within this context, eager calls of weight-normalised layers initialise g and b."""
+    if not tf.executing_eagerly():
+        raise RuntimeError("data_dependent_init() must run eagerly (outside tf.function)")
+    _DATA_INIT["active"], _DATA_INIT["count"] = True, 0
+    try:
+        yield _DATA_INIT
+    finally:
+        _DATA_INIT["active"] = False
+
+
+def _maybe_initialise(layer, pre_activation, axes):
+    """Sets g, b so that the layer's output has zero mean, unit variance on this batch."""
+    if not (_DATA_INIT["active"] and layer.use_weight_norm and tf.executing_eagerly()):
+        return None
+    mean, variance = tf.nn.moments(pre_activation, axes=axes)
+    scale = layer.init_scale / tf.sqrt(variance + 1e-6)
+    layer.gain.assign(scale)
+    layer.bias.assign(-mean * scale)
+    _DATA_INIT["count"] += 1
+    return pre_activation * scale + layer.bias
+
+
+class _WeightNormMixin:
+    """Shared variable creation for weight-normalised layers."""
+
+    def _add_weight_norm_variables(self, kernel_shape, units):
+        self.kernel = self.add_weight(
+            name="kernel", shape=kernel_shape,
+            initializer=keras.initializers.RandomNormal(stddev=0.05))
+        self.bias = self.add_weight(name="bias", shape=(units,), initializer="zeros")
+        if self.use_weight_norm:
+            self.gain = self.add_weight(name="gain", shape=(units,), initializer="ones")
+
+    def _normalised_kernel(self, norm_axes):
+        if not self.use_weight_norm:
+            return self.kernel
+        kernel = tf.cast(self.kernel, self.compute_dtype)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(kernel), axis=norm_axes, keepdims=True) + 1e-12)
+        return kernel / norm
+
+
+@keras.saving.register_keras_serializable(package="vlae_tf")
+class Conv2D(_WeightNormMixin, keras.layers.Layer):
+    """2-D convolution (optionally transposed), weight-normalised by default.
+
+    `padding` is "same" or "valid"; causal layers pad explicitly and use "valid".
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="same", transpose=False,
+                 use_weight_norm=True, init_scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(kernel_size, int):
+            kernel_size = (kernel_size, kernel_size)
+        self.filters = int(filters)
+        self.kernel_size = tuple(int(size) for size in kernel_size)
+        self.strides = int(strides)
+        self.padding = padding.upper()
+        self.transpose = bool(transpose)
+        self.use_weight_norm = bool(use_weight_norm)
+        self.init_scale = float(init_scale)
+
+    def build(self, input_shape):
+        in_channels = int(input_shape[-1])
+        if self.transpose:  # tf.nn.conv2d_transpose kernels are [h, w, out, in]
+            shape = self.kernel_size + (self.filters, in_channels)
+        else:
+            shape = self.kernel_size + (in_channels, self.filters)
+        self._add_weight_norm_variables(shape, self.filters)
+
+    def call(self, inputs):
+        if self.transpose:
+            kernel = self._normalised_kernel(norm_axes=(0, 1, 3))
+            batch = tf.shape(inputs)[0]
+            height, width = inputs.shape[1] * self.strides, inputs.shape[2] * self.strides
+            outputs = tf.nn.conv2d_transpose(
+                inputs, kernel, output_shape=tf.stack([batch, height, width, self.filters]),
+                strides=self.strides, padding="SAME")
+        else:
+            kernel = self._normalised_kernel(norm_axes=(0, 1, 2))
+            outputs = tf.nn.conv2d(inputs, kernel, strides=self.strides, padding=self.padding)
+        initialised = _maybe_initialise(self, outputs, axes=(0, 1, 2))
+        if initialised is not None:
+            return initialised
+        if self.use_weight_norm:
+            outputs = outputs * tf.cast(self.gain, outputs.dtype)
+        return outputs + tf.cast(self.bias, outputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        if self.transpose:
+            return (batch, height * self.strides if height else None,
+                    width * self.strides if width else None, self.filters)
+        if self.padding == "VALID":
+            height = None if height is None else (height - self.kernel_size[0]) // self.strides + 1
+            width = None if width is None else (width - self.kernel_size[1]) // self.strides + 1
+        else:
+            height = None if height is None else -(-height // self.strides)
+            width = None if width is None else -(-width // self.strides)
+        return (batch, height, width, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                      padding=self.padding.lower(), transpose=self.transpose,
+                      use_weight_norm=self.use_weight_norm, init_scale=self.init_scale)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vlae_tf")
+class Dense(_WeightNormMixin, keras.layers.Layer):
+    """Dense layer, weight-normalised by default."""
+
+    def __init__(self, units, use_weight_norm=True, init_scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.use_weight_norm = bool(use_weight_norm)
+        self.init_scale = float(init_scale)
+
+    def build(self, input_shape):
+        self._add_weight_norm_variables((int(input_shape[-1]), self.units), self.units)
+
+    def call(self, inputs):
+        outputs = tf.matmul(inputs, self._normalised_kernel(norm_axes=(0,)))
+        initialised = _maybe_initialise(self, outputs, axes=(0,))
+        if initialised is not None:
+            return initialised
+        if self.use_weight_norm:
+            outputs = outputs * tf.cast(self.gain, outputs.dtype)
+        return outputs + tf.cast(self.bias, outputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, use_weight_norm=self.use_weight_norm,
+                      init_scale=self.init_scale)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vlae_tf")
+class GatedActivation(keras.layers.Layer):
+    """tanh(a) * sigmoid(b) for the two halves [a, b] of the channel axis (gated PixelCNN)."""
+
+    def call(self, inputs):
+        value, gate = tf.split(inputs, 2, axis=-1)
+        return tf.tanh(value) * tf.sigmoid(gate)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (input_shape[-1] // 2,)
