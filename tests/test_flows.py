@@ -470,3 +470,16 @@ def test_bad_call_args_raise():
         prior.sample(0, tf.constant([1, 2]))
     with pytest.raises(ValueError, match="temperature"):
         prior.sample(2, tf.constant([1, 2]), temperature=-1.0)
+
+
+def test_affine_prior_stays_finite_with_huge_weights():
+    """The soft log-scale bound keeps log p(z) finite where raw scales would overflow."""
+    import numpy as np
+    from vlae_tf.flows import AutoregressiveFlowPrior
+    prior = AutoregressiveFlowPrior(2, num_steps=2, hidden_units=(8,), mean_only=False)
+    prior.log_prob(np.zeros((1, 2), np.float32))
+    for variable in prior.trainable_weights:
+        variable.assign(np.random.default_rng(0).normal(0, 30.0, variable.shape))
+    grid = np.stack(np.meshgrid(np.linspace(-8, 8, 41), np.linspace(-8, 8, 41)), -1)
+    log_probs = prior.log_prob(grid.reshape(-1, 2).astype(np.float32)).numpy()
+    assert np.all(np.isfinite(log_probs))

@@ -422,7 +422,8 @@ def test_bernoulli_sample_frequencies_match_probabilities():
         samples = likelihood.sample(tiled, tf.constant([3, 4]), temperature=temperature).numpy()
         frequency = samples.reshape(num_samples, 6).mean(axis=0)
         probability = 1.0 / (1.0 + np.exp(-logits / temperature))
-        z_scores = (frequency - probability) / np.sqrt(probability * (1 - probability) / num_samples)
+        standard_error = np.sqrt(probability * (1 - probability) / num_samples)
+        z_scores = (frequency - probability) / standard_error
         assert np.all(np.abs(z_scores) < 5.0), (temperature, z_scores)
 
 

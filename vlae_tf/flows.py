@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from vlae_tf.nn.layers import CheckpointListsMixin
 from vlae_tf.nn.made import (MADE, validate_hidden_units, validate_non_negative_int,
                              validate_positive_int)
 
@@ -31,6 +32,15 @@ _HALF_LOG_TWO_PI = 0.5 * np.log(2.0 * np.pi)
 
 __all__ = ["make_maf_bijector", "AutoregressiveFlowPrior", "IAFPosterior",
            "validate_sample_args"]
+
+
+LOG_SCALE_BOUND = 5.0
+
+
+def bounded_log_scale(raw):
+    """B * tanh(raw / B): identity near 0, |log_scale| < B, so exp(+-log_scale) never
+    overflows far from the training region (affine steps only)."""
+    return LOG_SCALE_BOUND * tf.tanh(raw / LOG_SCALE_BOUND)
 
 
 def make_maf_bijector(made: MADE, mean_only: bool, name: str | None = None
@@ -65,7 +75,7 @@ def make_maf_bijector(made: MADE, mean_only: bool, name: str | None = None
         params = made(y)  # [..., D, P]
         if mean_only:
             return params[..., 0], None  # None: TFP skips the Scale bijector entirely.
-        return params[..., 0], params[..., 1]
+        return params[..., 0], bounded_log_scale(params[..., 1])
 
     return tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale_fn,
                                         name=name or "maf")
@@ -82,6 +92,7 @@ def validate_sample_args(num, temperature):
 
 
 def check_last_dim(owner: str, what: str, tensor: tf.Tensor, expected: int):
+    """Raises ValueError if ``tensor`` is a scalar or its static last dim is not ``expected``."""
     got = tensor.shape[-1] if tensor.shape.rank else None
     if tensor.shape.rank == 0 or (got is not None and got != expected):
         raise ValueError(f"{owner}: {what} last dimension must be {expected}, "
@@ -89,7 +100,7 @@ def check_last_dim(owner: str, what: str, tensor: tf.Tensor, expected: int):
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
-class AutoregressiveFlowPrior(keras.layers.Layer):
+class AutoregressiveFlowPrior(CheckpointListsMixin, keras.layers.Layer):
     """Autoregressive-flow prior ``p(z)`` of the VLAE (Chen et al. 2017, sec. 3.2).
 
     ``z = f(eps)``, ``eps ~ N(0, I)``, ``f = g_K o P o g_{K-1} o ... o P o g_1`` where
@@ -99,15 +110,17 @@ class AutoregressiveFlowPrior(keras.layers.Layer):
 
         log p(z) = log N(f^{-1}(z); 0, I) + log|det d f^{-1}(z) / dz|,
 
-    which needs only the MAF inverses: one parallel MADE pass per step
-    (cheap, used in training; see ``inverse_and_log_det``). Sampling runs ``f`` forward, sequential over the
-    D dimensions within each step (used only for generation).
+    which needs only the MAF inverses: one parallel MADE pass per step (cheap,
+    used in training; see ``inverse_and_log_det``). Sampling runs ``f`` forward,
+    sequentially over the D dimensions within each step (generation only).
 
     Paper setting (binary MNIST/OMNIGLOT/Caltech-101): 4 steps, MADE with 640
-    hidden units, ReLU, mean-only (volume-preserving) steps. An AF prior is
-    equivalent to an IAF posterior as far as the encoder path is concerned,
-    but the decoder path (``z -> x`` through ``p(z)``) gets deeper, which is
-    why the paper prefers it.
+    hidden units, ReLU, mean-only (volume-preserving) steps. For the KL term /
+    encoder path, an AF prior is equivalent to an IAF posterior with the same
+    parameterisation, but the generative (decoder) path gets deeper:
+    ``x ~ p(x | f(eps))`` instead of ``p(x | z)`` -- why the paper prefers it.
+    Affine steps (``mean_only=False``) bound the MADE's log-scale softly to
+    (-5, 5) (``bounded_log_scale``) so that ``exp(-log_scale)`` cannot overflow.
 
     Args:
       latent_size: D.
@@ -182,7 +195,7 @@ class AutoregressiveFlowPrior(keras.layers.Layer):
                                            name="af_prior")
 
     def inverse_and_log_det(self, z):
-        """``(eps, log|det d eps / dz|)`` = ``f^{-1}(z)`` and its log-Jacobian, ``[..., D]``, ``[...]``.
+        """``eps = f^{-1}(z)`` ``[..., D]`` and ``log|det d eps / dz|`` ``[...]``.
 
         Written out instead of ``self.distribution.log_prob``: TFP's MAF evaluates
         the MADE once for the inverse and again for its log-det, so this halves
@@ -198,7 +211,7 @@ class AutoregressiveFlowPrior(keras.layers.Layer):
             if self.mean_only:
                 x = x - params[..., 0]
             else:
-                log_scale = params[..., 1]
+                log_scale = bounded_log_scale(params[..., 1])
                 x = (x - params[..., 0]) * tf.exp(-log_scale)
                 log_det = log_det - tf.reduce_sum(log_scale, axis=-1)
             if step > 0:
@@ -212,10 +225,12 @@ class AutoregressiveFlowPrior(keras.layers.Layer):
                 - self.latent_size * _HALF_LOG_TWO_PI + log_det)
 
     def sample(self, num, seed, temperature=1.0):
-        """``num`` samples ``[num, D]``: ``z = f(temperature * eps)``, ``eps = stateless_normal(seed)``.
+        """``num`` samples ``[num, D]``: ``z = f(temperature * eps)``, ``eps ~ N(0, I)``.
 
         ``seed`` is an int32 tensor of shape [2]; same seed -> same samples. No
         hidden RNG state is used, so this is safe inside tf.function / XLA.
+        (Note: under XLA, TF's stateless_normal returns different numbers than
+        eagerly for the same seed; each mode is deterministic on its own.)
         ``temperature < 1`` shrinks the base noise (sharper samples).
         """
         validate_sample_args(num, temperature)
@@ -238,7 +253,7 @@ class AutoregressiveFlowPrior(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
-class IAFPosterior(keras.layers.Layer):
+class IAFPosterior(CheckpointListsMixin, keras.layers.Layer):
     """Inverse autoregressive flow on top of a diagonal-Gaussian posterior.
 
     Kingma et al. 2016, numerically stable LSTM-style form. Given

@@ -46,6 +46,29 @@ def _maybe_initialise(layer, pre_activation, axes):
     return pre_activation * scale + layer.bias
 
 
+class CheckpointListsMixin:
+    """Lets `tf.train.Checkpoint` see sublayers that a layer keeps in Python lists.
+
+    Keras 3 (TF backend) hands list attributes (its `TrackedList`s) to a SavedModel but not
+    to a checkpoint, so `tf.train.Checkpoint(model=model)` silently skipped e.g. the MADEs
+    of the flows and restored a model with random flow weights. Each element of such a
+    list becomes the checkpoint child `<attribute>_<index>`. Keras' own formats
+    (`.keras`, `.weights.h5`) do not use this and are unchanged.
+    """
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "checkpoint":
+            for attribute in getattr(self, "_tracked", ()):
+                value = getattr(self, attribute, None)
+                if not isinstance(value, (list, tuple)):
+                    continue
+                for index, item in enumerate(value):
+                    if isinstance(item, tf.__internal__.tracking.Trackable):
+                        children.setdefault(f"{attribute}_{index}", item)
+        return children
+
+
 class _WeightNormMixin:
     """Shared variable creation for weight-normalised layers."""
 

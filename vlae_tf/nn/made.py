@@ -30,6 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf.nn.layers import CheckpointListsMixin
+
 __all__ = [
     "MaskedDense",
     "MADE",
@@ -181,7 +183,7 @@ class MaskedDense(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
-class MADE(keras.layers.Layer):
+class MADE(CheckpointListsMixin, keras.layers.Layer):
     """MADE network: ``[..., D]`` (+ optional context ``[..., C]``) -> ``[..., D, P]``.
 
     Output ``[..., d, :]`` depends only on ``inputs[..., :d]`` (and on the context),
