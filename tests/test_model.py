@@ -149,7 +149,7 @@ def test_soft_free_bits_adapts_during_fit():
     model.compile()
     model.fit(binary_images(16), batch_size=8, epochs=1, verbose=0)
     # KL is far below the target, so every step lowers gamma by 1.1.
-    np.testing.assert_allclose(model.kl_weight.numpy(), 1.1 ** -2, rtol=1e-5)
+    np.testing.assert_allclose(model.soft_kl_weight.numpy(), 1.1 ** -2, rtol=1e-5)
 
 
 def test_free_bits_groups_split_the_kl():

@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 from vlae_tf import window as window_lib
 
 LIKELIHOODS = ("bernoulli", "logistic_mixture")
-PRIORS = ("standard_normal", "af")
+PRIORS = ("standard_normal", "af", "mog", "vamp")
 Z_CONDITIONING = ("concat", "gated", "both")
 FREE_BITS_MODES = ("none", "hard", "soft")
 
@@ -35,7 +35,8 @@ class VLAEConfig:
     iaf_hidden: Tuple[int, ...] = (640,)
     iaf_context_size: int = 64
     # Prior p(z).
-    prior: str = "af"  # "af" (MAF prior) | "standard_normal" (the VAE baseline)
+    prior: str = "af"  # "af" (MAF) | "standard_normal" (VAE baseline) | "mog" | "vamp"
+    prior_components: int = 16  # mixture components / pseudo-inputs of "mog" and "vamp"
     prior_steps: int = 4
     prior_hidden: Tuple[int, ...] = (640,)
     prior_mean_only: bool = True  # volume-preserving MAF steps, as in the paper (binary)
@@ -51,6 +52,10 @@ class VLAEConfig:
     free_bits: float = 0.0  # lambda, nats per group
     free_bits_groups: int = 1
     free_bits_mode: str = "hard"  # "none" | "hard" | "soft" (adaptive KL weight, CIFAR)
+    kl_weight: float = 1.0  # beta (beta-VAE: > 1); scales the KL term of the loss only
+    kl_warmup_steps: int = 0  # KL weight ramps linearly from 0 to kl_weight over N steps
+    num_train_samples: int = 1  # K of the IWAE bound used for training (1 = the ELBO)
+    max_consecutive_nonfinite: int = 10  # non-finite losses skipped in a row before stopping
     # Optimisation.
     learning_rate: float = 2e-3
     ema_momentum: Optional[float] = 0.998  # Polyak averaging; None disables it
@@ -150,6 +155,21 @@ def _validate(config: VLAEConfig) -> None:
            "free_bits_groups",
            "1 unless prior='standard_normal' and iaf_steps=0 (a flow's KL does not split "
            "over latent dimensions)", config.free_bits_groups)
+    _check(config.prior_components >= 1, "prior_components", "an int >= 1",
+           config.prior_components)
+    _check(config.kl_weight >= 0, "kl_weight", "a float >= 0", config.kl_weight)
+    _check(config.kl_warmup_steps >= 0, "kl_warmup_steps", "an int >= 0",
+           config.kl_warmup_steps)
+    _check(config.num_train_samples >= 1, "num_train_samples", "an int >= 1",
+           config.num_train_samples)
+    _check(config.num_train_samples == 1 or (
+        config.kl_weight == 1.0 and config.kl_warmup_steps == 0
+        and (config.free_bits_mode == "none" or config.free_bits == 0)),
+        "num_train_samples",
+        "1 when free bits, kl_weight != 1 or KL warm-up are used (the IWAE bound has no "
+        "separate KL term to weight)", config.num_train_samples)
+    _check(config.max_consecutive_nonfinite >= 1, "max_consecutive_nonfinite", "an int >= 1",
+           config.max_consecutive_nonfinite)
     _check(config.learning_rate > 0, "learning_rate", "a float > 0", config.learning_rate)
     _check(config.ema_momentum is None or 0 < config.ema_momentum < 1, "ema_momentum",
            "None or a float in (0, 1)", config.ema_momentum)

@@ -26,19 +26,13 @@ from vlae_tf import encoder as encoder_lib
 from vlae_tf import likelihoods
 from vlae_tf import objectives
 from vlae_tf import priors
+from vlae_tf.callbacks import NonFiniteGuard
 from vlae_tf.config import VLAEConfig
 from vlae_tf.nn import layers as nn
+from vlae_tf.optimizers import default_optimizer
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 INTEGER_DTYPES = (tf.uint8, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint16, tf.bool)
-
-
-def default_optimizer(config: VLAEConfig) -> keras.optimizers.Optimizer:
-    """Adamax(lr) with Polyak averaging via the optimizer's EMA (paper: 2e-3, 0.998)."""
-    use_ema = config.ema_momentum is not None
-    return keras.optimizers.Adamax(
-        learning_rate=config.learning_rate, use_ema=use_ema,
-        ema_momentum=config.ema_momentum if use_ema else 0.99)
 
 
 def make_seed(seed) -> tf.Tensor:
@@ -84,18 +78,30 @@ class VLAE(keras.Model):
                 prior_kwargs = dict(num_steps=config.prior_steps,
                                     hidden_units=config.prior_hidden,
                                     mean_only=config.prior_mean_only)
+            elif config.prior == "mog":
+                prior_kwargs = dict(num_components=config.prior_components)
+            elif config.prior == "vamp":
+                # The VampPrior's components are q(z|u_k) of the model's own encoder (its
+                # base Gaussian, ignoring any IAF steps); the prior keeps only a callable.
+                prior_kwargs = dict(num_components=config.prior_components,
+                                    image_shape=config.image_shape,
+                                    posterior_fn=lambda pseudo_inputs: self.encoder(
+                                        pseudo_inputs)[:2])
             self.prior = priors.get_prior(config.prior, config.latent_size, **prior_kwargs)
             if config.iaf_steps > 0:
                 from vlae_tf.flows import IAFPosterior
                 self.iaf = IAFPosterior(config.latent_size, num_steps=config.iaf_steps,
                                         hidden_units=config.iaf_hidden,
                                         context_size=config.iaf_context_size)
-        # Soft free bits' KL weight and the training-noise counter: state, not parameters.
-        self.kl_weight = self.add_weight(name="kl_weight", shape=(), initializer="ones",
-                                         trainable=False, aggregation="only_first_replica")
-        self.noise_step = self.add_weight(name="noise_step", shape=(), dtype="int64",
-                                          initializer="zeros", trainable=False,
-                                          aggregation="only_first_replica")
+        # Training state that is not a parameter (saved with the weights): soft free bits'
+        # gamma, the step counter that seeds the training noise, non-finite step counts.
+        def state(name, dtype="float32", initializer="zeros"):
+            return self.add_weight(name=name, shape=(), dtype=dtype, initializer=initializer,
+                                   trainable=False, aggregation="only_first_replica")
+        self.soft_kl_weight = state("soft_kl_weight", initializer="ones")
+        self.noise_step = state("noise_step", dtype="int64")
+        self.nonfinite_steps = state("nonfinite_steps", dtype="int64")
+        self.consecutive_nonfinite_steps = state("consecutive_nonfinite_steps", dtype="int64")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.elbo_tracker = keras.metrics.Mean(name="elbo_nats")
         self.recon_tracker = keras.metrics.Mean(name="recon_nats")
@@ -122,10 +128,27 @@ class VLAE(keras.Model):
         return cls(VLAEConfig.from_dict(config["config"]), name=config.get("name"))
 
     def compile(self, optimizer=None, **kwargs):
-        """Like keras.Model.compile; the default optimizer is the paper's (Adamax + EMA)."""
+        """Like keras.Model.compile; the default optimizer is the paper's (Adamax + EMA),
+        wrapped so that a step with non-finite gradients is skipped (vlae_tf.optimizers)."""
         if optimizer is None:
             optimizer = default_optimizer(self.config)
         super().compile(optimizer=optimizer, **kwargs)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """keras.Model.fit, plus a NonFiniteGuard that stops after
+        `config.max_consecutive_nonfinite` skipped non-finite steps in a row."""
+        callbacks = list(callbacks or [])
+        if not any(isinstance(callback, NonFiniteGuard) for callback in callbacks):
+            callbacks.append(NonFiniteGuard(self.config.max_consecutive_nonfinite))
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompiles a model loaded from a `.keras` file, so that its optimizer and the
+        optimizer's state come back (Keras skips this for models that override compile)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     @property
     def metrics(self):
@@ -139,30 +162,81 @@ class VLAE(keras.Model):
 
     def train_step(self, data):
         images = self._check_images(_images_from(data))
-        seed = self._next_training_seed()
+        step = self.noise_step.assign_add(1)
+        seed = tf.random.experimental.stateless_fold_in(make_seed(self.config.seed), step)
+        num_samples = self.config.num_train_samples
+        if num_samples > 1:
+            images = tf.tile(images, [num_samples, 1, 1, 1])  # sample-major, like the noise
         with tf.GradientTape() as tape:
-            terms = self._elbo_terms(images, seed, training=True)
-            loss = objectives.training_loss(
-                terms["recon"], terms["kl"], terms["kl_per_group"],
-                self.config.free_bits_mode, self.config.free_bits, self.kl_weight)
+            terms = self._elbo_terms(images, seed, training=True,
+                                     noise=self._replica_noise(seed, tf.shape(images)[0]))
+            loss = self._training_objective(terms, step)
             # Gradients are summed over replicas: scale so the step uses the global mean.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled_loss = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled_loss, self.trainable_weights)
+        # The optimizer skips the step if any gradient is non-finite (vlae_tf.optimizers);
+        # a non-finite loss must skip too, even where its gradients happen to be finite.
+        poison = tf.where(tf.math.is_finite(loss), 0.0, np.nan)
+        gradients = [None if gradient is None else gradient + tf.cast(poison, gradient.dtype)
+                     for gradient in gradients]
         self.optimizer.apply(gradients, self.trainable_weights)
+        self._count_nonfinite(loss)
         if self.config.free_bits_mode == "soft" and self.config.use_latent:
             target = self.config.free_bits * self.config.free_bits_groups
-            self.kl_weight.assign(objectives.update_soft_kl_weight(
-                self.kl_weight, tf.reduce_mean(terms["kl"]), target))
-        return self._update_metrics(loss, terms)
+            self.soft_kl_weight.assign(objectives.update_soft_kl_weight(
+                self.soft_kl_weight, tf.reduce_mean(terms["kl"]), target))
+        logs = self._update_metrics(loss, terms)
+        logs["nonfinite_steps"] = tf.convert_to_tensor(self.nonfinite_steps)
+        return logs
+
+    def _training_objective(self, terms, step):
+        """The mean loss (nats per image): -IWAE bound if num_train_samples > 1, else
+        recon + beta * warm-up * gamma * KL (with free bits)."""
+        config = self.config
+        if config.num_train_samples > 1:
+            log_weights = tf.reshape(terms["elbo"], [config.num_train_samples, -1])
+            return -tf.reduce_mean(objectives.iwae_bound(log_weights))
+        kl_weight = objectives.kl_scale(step, config.kl_weight, config.kl_warmup_steps)
+        if config.free_bits_mode == "soft":
+            kl_weight = kl_weight * self.soft_kl_weight
+        return objectives.training_loss(terms["recon"], terms["kl"], terms["kl_per_group"],
+                                        config.free_bits_mode, config.free_bits, kl_weight)
+
+    def _replica_noise(self, seed, local_batch):
+        """N(0, I) noise for this replica's share of the global batch.
+
+        The noise is drawn for the whole global batch and sliced, so each image gets the
+        same draw whatever the number of replicas (MirroredStrategy hands replica r the
+        r-th consecutive slice of every global batch).
+        """
+        if not self.config.use_latent:
+            return None
+        replica = tf.distribute.get_replica_context()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replica_id = 0 if replica is None else replica.replica_id_in_sync_group
+        samples = self.config.num_train_samples
+        per_sample = local_batch // samples
+        noise = tf.random.stateless_normal(
+            [samples, replicas * per_sample, self.config.latent_size], seed)
+        noise = noise[:, replica_id * per_sample:(replica_id + 1) * per_sample]
+        return tf.reshape(noise, [local_batch, self.config.latent_size])
+
+    def _count_nonfinite(self, loss):
+        """Counts non-finite losses (all replicas agree: the flag is all-reduced)."""
+        nonfinite = tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.int64)
+        replica = tf.distribute.get_replica_context()
+        if replica is not None:
+            nonfinite = replica.all_reduce(tf.distribute.ReduceOp.SUM, nonfinite)
+        nonfinite = tf.minimum(nonfinite, 1)
+        self.nonfinite_steps.assign_add(nonfinite)
+        self.consecutive_nonfinite_steps.assign(
+            (self.consecutive_nonfinite_steps + nonfinite) * nonfinite)
 
     def test_step(self, data):
         images = self._check_images(_images_from(data))
         terms = self._elbo_terms(images, make_seed(self.config.seed))
-        loss = objectives.training_loss(
-            terms["recon"], terms["kl"], terms["kl_per_group"], self.config.free_bits_mode,
-            self.config.free_bits, self.kl_weight)
-        return self._update_metrics(loss, terms)
+        return self._update_metrics(-tf.reduce_mean(terms["elbo"]), terms)
 
     def _update_metrics(self, loss, terms):
         self.loss_tracker.update_state(loss)
@@ -171,13 +245,6 @@ class VLAE(keras.Model):
         self.kl_tracker.update_state(terms["kl"])
         self.bpd_tracker.update_state(-terms["elbo"] / (self.config.num_dims * math.log(2.0)))
         return {metric.name: metric.result() for metric in self.metrics}
-
-    def _next_training_seed(self):
-        step = self.noise_step.assign_add(1)
-        seed = tf.random.experimental.stateless_fold_in(make_seed(self.config.seed), step)
-        replica = tf.distribute.get_replica_context()
-        replica_id = 0 if replica is None else replica.replica_id_in_sync_group
-        return tf.random.experimental.stateless_fold_in(seed, replica_id)
 
     # -------------------------------------------------------------------- weight norm init
     def data_dependent_init(self, images) -> int:
@@ -240,8 +307,10 @@ class VLAE(keras.Model):
             z, log_q = self.iaf(z, log_q, posterior[2])
         return z, log_q, log_q_dims
 
-    def _elbo_terms(self, images, seed, training=False, validate=True):
-        """Per-image terms: elbo, recon (= -log p(x|z)), kl (= log q - log p), kl_per_group."""
+    def _elbo_terms(self, images, seed, training=False, validate=True, noise=None):
+        """Per-image terms: elbo, recon (= -log p(x|z)), kl (= log q - log p), kl_per_group.
+
+        `noise` (N(0, I), [B, latent_size]) overrides the draw from `seed`."""
         values = tf.cast(images, tf.float32)
         scaled = self._scale(values)
         if not self.config.use_latent:
@@ -250,7 +319,8 @@ class VLAE(keras.Model):
             zeros = tf.zeros_like(recon)
             return {"elbo": -recon, "recon": recon, "kl": zeros, "kl_per_group": zeros[:, None]}
         posterior = self.encoder(scaled, training=training)
-        eps = tf.random.stateless_normal(tf.shape(posterior[0]), seed)
+        eps = tf.random.stateless_normal(tf.shape(posterior[0]), seed) if noise is None \
+            else noise
         z, log_q, log_q_dims = self._posterior_sample(posterior, eps)
         kl = log_q - self.prior.log_prob(z)
         if self.config.free_bits_groups > 1:  # factorised q and p (validated in the config)
@@ -308,12 +378,12 @@ class VLAE(keras.Model):
         return estimators.importance_log_likelihood(
             self, images, num_samples, chunk_size=chunk_size, seed=seed)
 
-    def sample(self, num, seed=None, temperature=1.0, method="naive"):
+    def sample(self, num, seed=None, temperature=1.0, method="cached"):
         """`num` images from the model: z from the prior, then x pixel by pixel (uint8)."""
         from vlae_tf import sampling
         return sampling.sample(self, num, seed=seed, temperature=temperature, method=method)
 
-    def decompress(self, images, seed=None, temperature=1.0, method="naive"):
+    def decompress(self, images, seed=None, temperature=1.0, method="cached"):
         """Lossy decompression: z ~ q(z|x), x' ~ p(x|z). Keeps global structure of x."""
         from vlae_tf import sampling
         return sampling.decompress(self, images, seed=seed, temperature=temperature,

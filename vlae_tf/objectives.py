@@ -36,15 +36,33 @@ def update_soft_kl_weight(kl_weight, mean_kl, target_kl):
                     tf.where(mean_kl < target_kl, lowered, kl_weight))
 
 
+def kl_scale(step, kl_weight=1.0, warmup_steps=0):
+    """beta * min(1, step / warmup_steps): beta-VAE weight with a linear KL warm-up."""
+    scale = tf.constant(float(kl_weight), tf.float32)
+    if warmup_steps > 0:
+        progress = tf.cast(step, tf.float32) / float(warmup_steps)
+        scale = scale * tf.minimum(progress, 1.0)
+    return scale
+
+
 def training_loss(recon, kl, kl_per_group, mode, free_bits, kl_weight):
     """Mean loss over the batch (nats per image) that the optimiser minimises.
 
-    recon, kl: [B]; kl_per_group: [B, G]; mode: "none" | "hard" | "soft".
-    The ELBO itself is always reported unmodified; only the gradient signal changes.
+        loss = E_batch[recon] + kl_weight * KL_term,
+        KL_term = sum_j max(lambda, E_batch[KL_j])  (hard free bits) or E_batch[KL],
+
+    recon, kl: [B]; kl_per_group: [B, G]; mode: "none" | "hard" | "soft"; kl_weight is the
+    product of beta, the warm-up factor and (soft free bits) gamma. The reported ELBO is
+    never modified; only the gradient signal changes.
     """
     mean_recon = tf.reduce_mean(recon)
+    kl_weight = tf.stop_gradient(tf.cast(kl_weight, mean_recon.dtype))
     if mode == "hard" and free_bits > 0:
-        return mean_recon + free_bits_kl(kl_per_group, free_bits)
-    if mode == "soft":
-        return mean_recon + tf.stop_gradient(kl_weight) * tf.reduce_mean(kl)
-    return mean_recon + tf.reduce_mean(kl)
+        return mean_recon + kl_weight * free_bits_kl(kl_per_group, free_bits)
+    return mean_recon + kl_weight * tf.reduce_mean(kl)
+
+
+def iwae_bound(log_weights):
+    """log (1/K) sum_k w_k for log_weights [K, B] -> [B] (Burda et al. 2016); K=1: ELBO."""
+    num_samples = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
+    return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(num_samples)

@@ -81,11 +81,14 @@ class _WeightNormMixin:
             self.gain = self.add_weight(name="gain", shape=(units,), initializer="ones")
 
     def _normalised_kernel(self, norm_axes):
-        if not self.use_weight_norm:
-            return self.kernel
-        kernel = tf.cast(self.kernel, self.compute_dtype)
-        norm = tf.sqrt(tf.reduce_sum(tf.square(kernel), axis=norm_axes, keepdims=True) + 1e-12)
-        return kernel / norm
+        """v / ||v|| computed in float32 (the variable's dtype), then cast to the compute
+        dtype, so mixed precision does not lose the norm's accuracy."""
+        kernel = tf.convert_to_tensor(self.kernel)
+        if self.use_weight_norm:
+            norm = tf.sqrt(tf.reduce_sum(tf.square(kernel), axis=norm_axes, keepdims=True)
+                           + 1e-12)
+            kernel = kernel / norm
+        return tf.cast(kernel, self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
