@@ -187,8 +187,8 @@ class VLAE(keras.Model):
             self.soft_kl_weight.assign(objectives.update_soft_kl_weight(
                 self.soft_kl_weight, tf.reduce_mean(terms["kl"]), target))
         logs = self._update_metrics(loss, terms)
-        logs["nonfinite_steps"] = tf.convert_to_tensor(self.nonfinite_steps)
-        return logs
+        logs["nonfinite_steps"] = tf.cast(self.nonfinite_steps, tf.float32)
+        return _reducible_logs(logs)
 
     def _training_objective(self, terms, step):
         """The mean loss (nats per image): -IWAE bound if num_train_samples > 1, else
@@ -236,7 +236,7 @@ class VLAE(keras.Model):
     def test_step(self, data):
         images = self._check_images(_images_from(data))
         terms = self._elbo_terms(images, make_seed(self.config.seed))
-        return self._update_metrics(-tf.reduce_mean(terms["elbo"]), terms)
+        return _reducible_logs(self._update_metrics(-tf.reduce_mean(terms["elbo"]), terms))
 
     def _update_metrics(self, loss, terms):
         self.loss_tracker.update_state(loss)
@@ -392,6 +392,15 @@ class VLAE(keras.Model):
     def _require_latent(self, what):
         if not self.config.use_latent:
             raise ValueError(f"{what}: this model has no latent code (config.use_latent=False)")
+
+
+def _reducible_logs(logs):
+    """Keras 3 reduces logs under MultiWorkerMirroredStrategy with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars: give them an axis there.
+    """
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {key: tf.reshape(value, [1]) for key, value in logs.items()}
+    return logs
 
 
 def _images_from(data):
