@@ -100,7 +100,17 @@ def check_last_dim(owner: str, what: str, tensor: tf.Tensor, expected: int):
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
-class AutoregressiveFlowPrior(CheckpointListsMixin, keras.layers.Layer):
+class LatentDensity(keras.layers.Layer):
+    """Base of the priors: a layer whose call is `log_prob(z)` -> [...], one value per z."""
+
+    def call(self, z):
+        return self.log_prob(z)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
     """Autoregressive-flow prior ``p(z)`` of the VLAE (Chen et al. 2017, sec. 3.2).
 
     ``z = f(eps)``, ``eps ~ N(0, I)``, ``f = g_K o P o g_{K-1} o ... o P o g_1`` where
@@ -237,12 +247,6 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, keras.layers.Layer):
         eps = tf.random.stateless_normal([num, self.latent_size], seed=seed, dtype=tf.float32)
         eps = eps * tf.cast(temperature, tf.float32)
         return self.bijector.forward(eps)
-
-    def call(self, z):
-        return self.log_prob(z)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1])
 
     def get_config(self):
         config = super().get_config()

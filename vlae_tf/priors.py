@@ -28,8 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf.flows import (AutoregressiveFlowPrior, bounded_log_scale, check_last_dim,
-                           validate_sample_args)
+from vlae_tf.flows import (AutoregressiveFlowPrior, LatentDensity, bounded_log_scale,
+                           check_last_dim, validate_sample_args)
 from vlae_tf.nn import layers as nn_layers
 from vlae_tf.nn.made import validate_positive_int
 
@@ -40,7 +40,7 @@ _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
-class StandardNormalPrior(keras.layers.Layer):
+class StandardNormalPrior(LatentDensity):
     """``p(z) = N(z; 0, I_D)``:  ``log p(z) = -0.5 * sum_d z_d^2 - (D / 2) log(2 pi)``.
 
     Sampling: ``z = temperature * eps``, ``eps = stateless_normal(seed)``.
@@ -62,12 +62,6 @@ class StandardNormalPrior(keras.layers.Layer):
         validate_sample_args(num, temperature)
         eps = tf.random.stateless_normal([num, self.latent_size], seed=seed, dtype=tf.float32)
         return eps * tf.cast(temperature, tf.float32)
-
-    def call(self, z):
-        return self.log_prob(z)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1])
 
     def get_config(self):
         config = super().get_config()
@@ -100,7 +94,7 @@ def _sample_diagonal_mixture(means, scales, component, noise_seed, temperature):
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
-class MixtureOfGaussiansPrior(keras.layers.Layer):
+class MixtureOfGaussiansPrior(LatentDensity):
     """Mixture of K diagonal Gaussians with learnable parameters:
 
         p(z) = sum_k pi_k N(z; mu_k, diag(sigma_k^2)),   pi = softmax(logits),
@@ -171,12 +165,6 @@ class MixtureOfGaussiansPrior(keras.layers.Layer):
         return _sample_diagonal_mixture(tf.convert_to_tensor(self.means), self.component_scales,
                                         component, noise_seed, temperature)
 
-    def call(self, z):
-        return self.log_prob(z)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1])
-
     def get_config(self):
         config = super().get_config()
         config.update(latent_size=self.latent_size, num_components=self.num_components,
@@ -214,7 +202,7 @@ def _data_dependent_init_paused():
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
-class VampPrior(keras.layers.Layer):
+class VampPrior(LatentDensity):
     """VampPrior (Tomczak & Welling, "VAE with a VampPrior", AISTATS 2018):
 
         p(z) = (1/K) sum_k q(z | u_k),
@@ -354,12 +342,6 @@ class VampPrior(keras.layers.Layer):
         component = tf.random.stateless_uniform([num], seed=component_seed, minval=0,
                                                 maxval=self.num_components, dtype=tf.int32)
         return _sample_diagonal_mixture(means, scales, component, noise_seed, temperature)
-
-    def call(self, z):
-        return self.log_prob(z)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1])
 
     def get_config(self):
         config = super().get_config()
