@@ -13,7 +13,14 @@ draws samples from it. Two likelihoods are provided:
 Conventions shared by both:
 
 * ``params``: float tensor ``[B, H, W, P]`` with ``P == num_params(C)``; any float dtype
-  (float16 / bfloat16 params are cast to float32 before any arithmetic).
+  (float16 / bfloat16 params are cast to float32 before any arithmetic of ``log_prob``).
+* ``sample`` does its arithmetic (noise, logits / T, Gumbel scores, scales, coupling,
+  rounding to bins) in **float64** and returns float32. In float32, XLA and the plain kernels
+  round the same formulas differently (fused multiply-adds, reciprocals, their own exp / log /
+  tanh), so a draw whose decision variable lies within a float32 rounding error of its
+  threshold could come out differently with and without ``jit_compile``; in float64 such
+  ties are ~1e9 times rarer. Params given in float64 are used at full precision (the
+  samplers of `vlae_tf.sampling` evaluate the decoder in float64 for the same reason).
 * ``x``: tensor ``[B, H, W, C]`` holding *integer* pixel values in ``0..max_value`` (not
   rescaled); any numeric dtype, cast to float32.
 * ``seed``: int32 / int64 tensor of shape ``[2]``; all randomness is ``tf.random.stateless_*``
@@ -73,8 +80,9 @@ def _split_seed(seed, num):
     return tf.random.experimental.stateless_split(seed, num=num, alg=_RNG_ALG)
 
 
-def _stateless_uniform_open(shape, seed):
-    """Uniform on the open interval (0, 1): ``(k + 1/2) / 2^23`` with k uniform 23-bit.
+def _stateless_uniform_open(shape, seed, dtype=tf.float32):
+    """Uniform on the open interval (0, 1): ``(k + 1/2) / 2^23`` with k uniform 23-bit
+    (exact in float32 and float64 alike).
 
     The raw Philox bits are drawn as uint32 and converted here rather than asking for float32
     from ``tf.random.stateless_uniform``: in TF 2.21 its bits-to-float conversion differs between
@@ -84,19 +92,23 @@ def _stateless_uniform_open(shape, seed):
     bits = tf.random.stateless_uniform(
         shape, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=_RNG_ALG)
     integer = tf.bitwise.right_shift(bits, tf.constant(32 - _UNIFORM_BITS, tf.uint32))
-    return (tf.cast(integer, tf.float32) + 0.5) * (2.0 ** -_UNIFORM_BITS)
+    return (tf.cast(integer, dtype) + 0.5) * (2.0 ** -_UNIFORM_BITS)
 
 
-def _stateless_logistic_noise(shape, seed):
+def _stateless_logistic_noise(shape, seed, dtype=tf.float32):
     """Standard logistic noise by inverse CDF: logit(u) = log u - log(1 - u)."""
-    uniform = _stateless_uniform_open(shape, seed)
+    uniform = _stateless_uniform_open(shape, seed, dtype)
     return tf.math.log(uniform) - tf.math.log1p(-uniform)
 
 
-def _stateless_gumbel_noise(shape, seed):
+def _stateless_gumbel_noise(shape, seed, dtype=tf.float32):
     """Standard Gumbel noise by inverse CDF: -log(-log u)."""
-    uniform = _stateless_uniform_open(shape, seed)
+    uniform = _stateless_uniform_open(shape, seed, dtype)
     return -tf.math.log(-tf.math.log(uniform))
+
+
+# Dtype of the sampling arithmetic (see the module docstring).
+_SAMPLE_DTYPE = tf.float64
 
 
 def _check_param_count(params, expected, channels):
@@ -152,8 +164,8 @@ class Bernoulli:
         """One logit per channel."""
         return _check_positive_int(channels, "channels")
 
-    def _logits(self, params, channels):
-        params = tf.cast(params, tf.float32)  # before arithmetic: float16 logits overflow
+    def _logits(self, params, channels, dtype=tf.float32):
+        params = tf.cast(params, dtype)  # before arithmetic: float16 logits overflow
         _check_param_count(params, self.num_params(channels), channels)
         return params
 
@@ -171,11 +183,11 @@ class Bernoulli:
         ``x = 1[l / T + logistic_noise > 0]``, which has P(x = 1) = sigmoid(l / T) and, unlike
         ``u < sigmoid(l / T)``, never rounds a tiny probability to 0 or 1.
         """
-        temperature = _check_temperature(temperature)
+        temperature = tf.cast(_check_temperature(temperature), _SAMPLE_DTYPE)
         seed = _as_seed(seed)
         params = tf.convert_to_tensor(params)
-        logits = self._logits(params, params.shape[-1])
-        noise = _stateless_logistic_noise(tf.shape(logits), seed)
+        logits = self._logits(params, params.shape[-1], _SAMPLE_DTYPE)
+        noise = _stateless_logistic_noise(tf.shape(logits), seed, _SAMPLE_DTYPE)
         return tf.cast(logits / temperature + noise > 0.0, tf.float32)
 
     def mean(self, params):
@@ -253,10 +265,10 @@ class DiscretizedLogisticMixture:
                 f"with num_mixtures={self.num_mixtures}), got {num_params}")
         return channels
 
-    def _split_params(self, params, channels):
-        """Float32 ``logits [..., K]``, ``means, log_scales [..., C, K]``, coupling
-        coefficients ``[..., C(C-1)/2, K]`` (already through tanh)."""
-        params = tf.cast(params, tf.float32)  # before arithmetic, whatever the compute dtype
+    def _split_params(self, params, channels, dtype=tf.float32):
+        """``logits [..., K]``, ``means, log_scales [..., C, K]``, coupling coefficients
+        ``[..., C(C-1)/2, K]`` (already through tanh), in `dtype` (float32: log_prob)."""
+        params = tf.cast(params, dtype)  # before arithmetic, whatever the compute dtype
         _check_param_count(params, self.num_params(channels), channels)
         num_mixtures = self.num_mixtures
         num_pairs = channels * (channels - 1) // 2
@@ -330,16 +342,17 @@ class DiscretizedLogisticMixture:
         logistic draw to the nearest bin (edges absorbing the tails) is an exact draw from the
         discretized logistic. T = 1 samples the model exactly.
         """
-        temperature = _check_temperature(temperature)
+        dtype = _SAMPLE_DTYPE
+        temperature = tf.cast(_check_temperature(temperature), dtype)
         seed = _as_seed(seed)
         params = tf.convert_to_tensor(params)
         channels = self._channels_from_params(params)
-        logits, means, log_scales, coupling = self._split_params(params, channels)
+        logits, means, log_scales, coupling = self._split_params(params, channels, dtype)
         component_seed, noise_seed = tf.unstack(_split_seed(seed, 2))
 
-        gumbel = _stateless_gumbel_noise(tf.shape(logits), component_seed)
+        gumbel = _stateless_gumbel_noise(tf.shape(logits), component_seed, dtype)
         component = tf.argmax(logits / temperature + gumbel, axis=-1)
-        one_hot = tf.one_hot(component, self.num_mixtures, dtype=tf.float32)[..., None, :]
+        one_hot = tf.one_hot(component, self.num_mixtures, dtype=dtype)[..., None, :]
 
         def pick(per_component):  # [..., rows, K] -> [..., rows]
             return tf.reduce_sum(per_component * one_hot, axis=-1)
@@ -348,7 +361,7 @@ class DiscretizedLogisticMixture:
         # An upper clamp too, only here: scale e^30 already puts all mass on the edge bins,
         # and it keeps inf * (noise == 0) from producing NaN.
         chosen_scales = tf.exp(tf.minimum(pick(log_scales), 30.0)) * temperature
-        noise = _stateless_logistic_noise(tf.shape(chosen_means), noise_seed)
+        noise = _stateless_logistic_noise(tf.shape(chosen_means), noise_seed, dtype)
 
         sampled_rescaled = []
         sampled_pixels = []
@@ -362,7 +375,7 @@ class DiscretizedLogisticMixture:
                 tf.round((continuous + 1.0) * (self.max_value / 2.0)), 0.0, float(self.max_value))
             sampled_pixels.append(pixel)
             sampled_rescaled.append(self._rescale(pixel))
-        return tf.stack(sampled_pixels, axis=-1)
+        return tf.cast(tf.stack(sampled_pixels, axis=-1), tf.float32)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,589 @@
+"""Train a VLAE; re-running the same command resumes exactly where it stopped.
+
+    python -m launch.train --flagfile=launch/configs/mnist5k_cpu.flags [--overrides]
+    python -m launch.train --preset=mnist_cpu --dataset=mnist5k_binary --epochs=5 \\
+        --model_dir=runs/try --window=7x4 --latent_size=16
+
+Flags after a --flagfile override it (the last value wins). Every VLAEConfig field has a
+flag (--window=7x4, --encoder_filters=16,32, --ema_momentum=none, ...): see --helpshort.
+
+model_dir receives: config.json (the VLAEConfig), run.json (dataset, batch size, steps per
+epoch), metrics.jsonl (one JSON line per --log_every steps and per epoch), tensorboard/,
+checkpoints/ (the exact training state at each epoch end, written atomically),
+model.weights.h5 (Polyak-averaged weights: what evaluate / sample load) and, at the end,
+eval.json (ELBO on the test split and importance-sampled NLL on a subset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from typing import Optional
+
+from absl import app, flags
+
+from launch import common
+from launch.common import LaunchError
+
+import keras  # noqa: E402  (after launch.common: Keras on the TensorFlow backend)
+import numpy as np  # noqa: E402
+import pipelines  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import vlae_tf  # noqa: E402
+
+DEFAULT_EPOCHS = 10
+METRIC_NAMES = ("loss", "elbo_nats", "recon_nats", "kl_nats", "bits_per_dim")
+# Options that fix the data stream and the step <-> epoch mapping: a resumed run must
+# use the same ones, or it would not continue the same training.
+RUN_KEYS = ("dataset", "batch_size", "steps_per_epoch", "max_train_examples")
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """How to train (the model itself is the VLAEConfig). See the --flags for meanings."""
+
+    dataset: str
+    model_dir: str
+    batch_size: int = 64
+    epochs: Optional[int] = None  # default DEFAULT_EPOCHS unless steps is given
+    steps: Optional[int] = None  # total steps, rounded up to whole epochs
+    steps_per_epoch: Optional[int] = None  # default: one pass over the train split
+    data_dir: Optional[str] = None
+    max_train_examples: Optional[int] = None  # use only the first N train images
+    log_every: int = 50  # steps between metrics.jsonl / TensorBoard lines (0: per epoch)
+    image_every: int = 0  # steps between TensorBoard image grids (0: never)
+    image_num: int = 16  # prior samples per grid (and 4 images x 3 decompressions)
+    eval_split: str = "test"
+    eval_max_images: Optional[int] = None  # ELBO images (None: the whole split)
+    eval_num_images: int = 200  # images for the importance-sampled NLL (0: skip it)
+    # (both are prefixes of one fixed random order of the split: common.eval_images)
+    eval_num_importance_samples: int = 256
+    eval_chunk_size: Optional[int] = None
+    eval_batch_size: int = 10  # images per importance-sampling call
+    max_minutes: Optional[float] = None  # stop before an epoch would end past this budget
+    keep_checkpoints: int = 2
+    data_dependent_init: bool = True
+    sample_method: str = "auto"
+    verbose: str = "auto"  # Keras: "auto" (bar on a terminal, a line per epoch otherwise), 0, 1, 2
+    deterministic: bool = False  # tf.config.experimental.enable_op_determinism() (for GPUs)
+
+    def __post_init__(self):
+        for name in ("batch_size", "keep_checkpoints", "eval_batch_size", "image_num"):
+            _require(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
+        for name in ("epochs", "steps", "steps_per_epoch", "max_train_examples",
+                     "eval_max_images"):
+            value = getattr(self, name)
+            _require(value is None or value >= 1, name, "an int >= 1", value)
+        for name in ("log_every", "image_every", "eval_num_images",
+                     "eval_num_importance_samples"):
+            _require(getattr(self, name) >= 0, name, "an int >= 0", getattr(self, name))
+        if self.epochs is not None and self.steps is not None:
+            raise LaunchError("give --epochs or --steps, not both")
+        _require(self.max_minutes is None or self.max_minutes > 0, "max_minutes",
+                 "a number > 0", self.max_minutes)
+        _require(self.eval_split in pipelines.SPLITS, "eval_split",
+                 f"one of {', '.join(pipelines.SPLITS)}", self.eval_split)
+        _require(str(self.verbose) in ("auto", "0", "1", "2"), "verbose", "auto, 0, 1 or 2",
+                 self.verbose)
+        if not self.model_dir:
+            raise LaunchError("model_dir: expected a directory path")
+
+
+def _require(condition, name, expected, got):
+    if not condition:
+        raise LaunchError(f"--{name}: expected {expected}; got {got!r}")
+
+
+# ------------------------------------------------------------------------------ checkpoints
+class Checkpoints:
+    """The exact training state at epoch ends, under model_dir/checkpoints/.
+
+    Each checkpoint is a directory `ckpt-<step>/` holding `train_state.weights.h5`
+    (model weights incl. the non-trainable training state -- soft free bits' KL weight, the
+    training-noise step counter -- plus every optimizer variable: step counter, Adamax
+    moments, the EMA averages) and `state.json` (epoch, step, time). It is
+    written as `ckpt-<step>.tmp/` and renamed when complete; `latest.json` (replaced
+    atomically) then points to it. A crash at any moment leaves `latest.json` pointing at
+    a complete checkpoint.
+    """
+
+    WEIGHTS = "train_state.weights.h5"
+
+    def __init__(self, model_dir: str, keep: int = 2):
+        self.directory = os.path.join(model_dir, common.CHECKPOINT_DIR)
+        self.pointer = os.path.join(self.directory, "latest.json")
+        self.keep = keep
+
+    def latest(self) -> Optional[dict]:
+        if not os.path.exists(self.pointer):
+            return None
+        state = common.read_json(self.pointer)
+        weights = os.path.join(self.directory, state["name"], self.WEIGHTS)
+        if not os.path.exists(weights):
+            raise LaunchError(f"{self.pointer} points to {weights}, which is missing; delete "
+                              f"{self.directory} to restart training from scratch")
+        return state
+
+    def save(self, model, state: dict) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        name = f"ckpt-{state['step']:09d}"
+        final = os.path.join(self.directory, name)
+        temporary = final + ".tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        os.makedirs(temporary)
+        weights = os.path.join(temporary, self.WEIGHTS)
+        model.save_weights(weights)
+        with open(weights, "rb+") as handle:
+            os.fsync(handle.fileno())
+        common.write_json_atomic(os.path.join(temporary, "state.json"), state)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(temporary, final)
+        common.write_json_atomic(self.pointer, dict(state, name=name))
+        self._prune(keep_name=name)
+
+    def restore(self, model, state: dict) -> None:
+        """Loads weights and optimizer state (the optimizer is built first so it has slots)."""
+        model.optimizer.build(model.trainable_variables)
+        path = os.path.join(self.directory, state["name"], self.WEIGHTS)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(path)
+        skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+        if skipped:  # Keras only warns; a partial restore would silently change training
+            raise LaunchError(f"{path} does not fit this model: {skipped[0]}")
+
+    def _prune(self, keep_name):
+        names = sorted(entry for entry in os.listdir(self.directory)
+                       if entry.startswith("ckpt-"))
+        complete = [entry for entry in names if not entry.endswith(".tmp")]
+        stale = [entry for entry in names if entry.endswith(".tmp")]
+        for entry in complete[:-self.keep] + stale:
+            if entry != keep_name:
+                shutil.rmtree(os.path.join(self.directory, entry), ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------- callbacks
+class _TrainingLog(keras.callbacks.Callback):
+    """metrics.jsonl + TensorBoard scalars/images, checkpoints and EMA weights per epoch,
+    and the time budget."""
+
+    def __init__(self, model_dir, checkpoints, state, options, steps_per_epoch, writer,
+                 originals, log):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.model_dir = model_dir
+        self.checkpoints = checkpoints
+        self.state = state  # dict: step, epoch, train_seconds (cumulative over sessions)
+        self.options = options
+        self.writer = writer
+        self.originals = originals
+        self.log = log
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.epoch_start = time.time()
+        self.previous = (0, {})  # (batches, running means) at the last log line
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        every = self.options.log_every
+        if every and step % every == 0:
+            running = {key: float(np.asarray(value)) for key, value in (logs or {}).items()
+                       if key in METRIC_NAMES}
+            count, before = self.previous
+            done = batch + 1  # batches of this epoch so far: running means -> interval means
+            interval = {key: (done * value - count * before.get(key, 0.0)) / (done - count)
+                        for key, value in running.items()}
+            self.previous = (done, running)
+            self._record("step", step, interval, epoch_fraction=None)
+        if self.options.image_every and step % self.options.image_every == 0:
+            self._images(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.steps_per_epoch
+        seconds = time.time() - self.epoch_start
+        # The budget's estimate of the next epoch: the last one (the first also traces).
+        self.state.update(epoch=epoch + 1, step=step,
+                          train_seconds=self.state.get("train_seconds", 0.0) + seconds,
+                          epoch_seconds=seconds)
+        values = {key: float(np.asarray(value)) for key, value in (logs or {}).items()}
+        self.checkpoints.save(self.model, dict(self.state, metrics=values))
+        with common.polyak_weights(self.model):
+            common.save_weights_atomic(self.model,
+                                       os.path.join(self.model_dir, common.WEIGHTS_FILE))
+        self._record("epoch", step, values, epoch_fraction=epoch + 1, seconds=seconds)
+        budget = self.options.max_minutes
+        if budget is not None and (self.state["train_seconds"] + self.state["epoch_seconds"]
+                                   > 60.0 * budget):
+            self.log(f"Time budget of {budget:g} min reached after epoch {epoch + 1} "
+                     f"({self.state['train_seconds'] / 60:.1f} min of training): stopping.")
+            self.model.stop_training = True
+
+    def _record(self, kind, step, values, epoch_fraction=None, seconds=None):
+        line = {"kind": kind, "step": step}
+        if epoch_fraction is not None:
+            line["epoch"] = epoch_fraction
+        line.update({key: values[key] for key in METRIC_NAMES if key in values})
+        line.update(common.training_state(self.model))
+        if seconds is not None:
+            line["epoch_seconds"] = round(seconds, 3)
+        line["time"] = round(time.time(), 3)
+        _append_jsonl(os.path.join(self.model_dir, common.METRICS_FILE), line)
+        prefix = "train" if kind == "step" else "epoch"
+        scalars = {f"{prefix}/{key}": line[key] for key in line
+                   if key not in ("kind", "step", "epoch", "time", "epoch_seconds")}
+        common.write_scalars(self.writer, step, scalars)
+        self.writer.flush()
+
+    def _images(self, step):
+        with common.polyak_weights(self.model):
+            samples, rows = common.samples_and_decompressions(
+                self.model, self.originals, self.options.image_num, per_image=3, seed=0,
+                method=self.options.sample_method)
+        max_value = self.model.config.max_value
+        columns = int(math.ceil(math.sqrt(len(samples))))
+        common.write_image(self.writer, step, "samples",
+                           common.image_grid(samples, columns, max_value))
+        if rows is not None:
+            common.write_image(self.writer, step, "decompressions",
+                               common.image_grid(rows, 4, max_value))
+        self.writer.flush()
+
+
+def _append_jsonl(path, line):
+    import json
+    with open(path, "a") as handle:
+        handle.write(json.dumps(line, sort_keys=True) + "\n")
+
+
+def _truncate_metrics(path, step):
+    """Drops metrics.jsonl lines written after `step` (by a run interrupted mid-epoch)."""
+    import json
+    if not os.path.exists(path):
+        return
+    with open(path) as handle:
+        lines = [line for line in handle if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        common.write_text_atomic(path, "".join(kept))
+
+
+# ------------------------------------------------------------------------------------ train
+def _config_difference(old: dict, new: dict):
+    keys = sorted(set(old) | set(new))
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys
+            if old.get(key) != new.get(key)]
+
+
+def _plan(options, run, data_steps):
+    """(steps_per_epoch, epochs) from the options, a previous run and the data size."""
+    steps_per_epoch = options.steps_per_epoch or run.get("steps_per_epoch")
+    if options.steps is not None:
+        if steps_per_epoch is None:  # epochs of at most one pass, evenly dividing steps
+            chunks = math.ceil(options.steps / data_steps)
+            steps_per_epoch = math.ceil(options.steps / chunks)
+        return steps_per_epoch, math.ceil(options.steps / steps_per_epoch)
+    return steps_per_epoch or data_steps, options.epochs or DEFAULT_EPOCHS
+
+
+def _json_ready(value):
+    import json
+    return json.loads(json.dumps(value, default=common._json_default))
+
+
+def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print) -> dict:
+    """Trains (or resumes) the run in options.model_dir, then evaluates it.
+
+    Resuming is exact at epoch boundaries: weights, optimizer moments and step counter,
+    EMA averages, the model's non-trainable training state (soft free bits' KL weight, the
+    training-noise step) and the data position (the seeded stream is skipped to the
+    restored step) all continue as if the run had never stopped; bit for bit on CPU
+    (tested). Work after the last completed epoch is lost and redone. Returns a summary
+    dict (the content of eval.json under "eval").
+    """
+    info = common.check_dataset(config, options.dataset)
+    model_dir = options.model_dir
+    os.makedirs(model_dir, exist_ok=True)
+    checkpoints = Checkpoints(model_dir, options.keep_checkpoints)
+    config_path = os.path.join(model_dir, common.CONFIG_FILE)
+    config_dict = _json_ready(config.to_dict())
+    if os.path.exists(config_path):
+        differences = _config_difference(common.read_json(config_path), config_dict)
+        if differences:
+            raise LaunchError(
+                f"{model_dir} holds a run with a different config ({'; '.join(differences)}):"
+                f" use another --model_dir, or delete {model_dir} to start over")
+    previous_run = common.load_run(model_dir)
+    for key in ("dataset", "batch_size", "max_train_examples"):
+        if previous_run and previous_run.get(key) != getattr(options, key):
+            raise LaunchError(
+                f"{model_dir} was trained with --{key}={previous_run.get(key)}, not "
+                f"{getattr(options, key)}: resuming needs the same data stream; use another "
+                f"--model_dir")
+    if (previous_run and options.steps_per_epoch is not None
+            and options.steps_per_epoch != previous_run.get("steps_per_epoch")):
+        raise LaunchError(f"{model_dir} was trained with --steps_per_epoch="
+                          f"{previous_run.get('steps_per_epoch')}, not {options.steps_per_epoch}")
+
+    if options.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)  # initial weights; the data has its own seeds
+
+    def train_stream():  # a fresh dataset object each time: its own shuffle/binarize state
+        return pipelines.load(options.dataset, "train", options.batch_size, seed=config.seed,
+                              data_dir=options.data_dir, repeat=True,
+                              max_examples=options.max_train_examples)
+
+    one_pass = pipelines.load(options.dataset, "train", options.batch_size, seed=config.seed,
+                              data_dir=options.data_dir, max_examples=options.max_train_examples)
+    data_steps = int(one_pass.cardinality())
+    if data_steps < 1:
+        raise LaunchError(f"cannot tell how many batches one pass over {options.dataset} "
+                          f"has; give --steps_per_epoch")
+    steps_per_epoch, epochs = _plan(options, previous_run, data_steps)
+    run = {key: getattr(options, key) for key in RUN_KEYS}
+    run.update(steps_per_epoch=steps_per_epoch, seed=config.seed, data_dir=options.data_dir,
+               train_batches_per_pass=data_steps, image_shape=list(info.image_shape),
+               max_value=info.max_value)
+    common.write_json_atomic(config_path, config_dict)
+    common.write_json_atomic(os.path.join(model_dir, common.RUN_FILE), run)
+
+    model = vlae_tf.VLAE(config)
+    model.compile()
+    state = checkpoints.latest()
+    if state is not None:
+        checkpoints.restore(model, state)
+        initial_epoch = int(state["epoch"])
+        log(f"Resuming {model_dir} from its checkpoint after epoch {initial_epoch} "
+            f"(step {state['step']}).")
+    else:
+        initial_epoch, state = 0, {"epoch": 0, "step": 0, "train_seconds": 0.0}
+        if options.data_dependent_init:
+            first_batch = next(iter(train_stream()))
+            model.data_dependent_init(first_batch)
+    _truncate_metrics(os.path.join(model_dir, common.METRICS_FILE), state["step"])
+
+    total = epochs * steps_per_epoch
+    log(f"Training {_describe(config)} on {options.dataset} ({data_steps} batches per pass "
+        f"over the train split): {epochs} epochs x {steps_per_epoch} steps of batch "
+        f"{options.batch_size} = {total:,} steps"
+        + (f" (--steps={options.steps} rounded up to whole epochs)"
+           if options.steps and total != options.steps else "")
+        + (f", or fewer: no epoch is started that would end past {options.max_minutes:g} min"
+           f" of training" if options.max_minutes else "")
+        + f"; model_dir {model_dir}")
+    budget_left = (options.max_minutes is None or state.get("train_seconds", 0.0)
+                   + state.get("epoch_seconds", 0.0) <= 60.0 * options.max_minutes)
+    trained = False
+    if initial_epoch < epochs and budget_left:
+        writer = tf.summary.create_file_writer(
+            os.path.join(model_dir, common.TENSORBOARD_DIR, "train"))
+        originals = None
+        if options.image_every and config.use_latent:
+            originals = common.showcase_images(options.dataset, options.eval_split, 4,
+                                               options.data_dir, seed=config.seed)
+        callback = _TrainingLog(model_dir, checkpoints, state, options, steps_per_epoch,
+                                writer, originals, log)
+        data = train_stream().skip(initial_epoch * steps_per_epoch)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+            model.fit(data, epochs=epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=steps_per_epoch, callbacks=[callback], shuffle=False,
+                      verbose=_verbose(options.verbose))
+        writer.close()
+        trained = True  # fit wrote the Polyak average into the weights at its end
+    elif initial_epoch >= epochs:
+        log(f"{model_dir} has already trained {initial_epoch} epochs (asked: {epochs}).")
+    else:
+        log(f"{model_dir} has used its --max_minutes={options.max_minutes:g} budget.")
+    if not trained and state["step"] > 0:
+        model.load_weights(os.path.join(model_dir, common.WEIGHTS_FILE))
+    state = checkpoints.latest() or state
+    evaluation = final_evaluation(model, options, state, log)
+    return {"model_dir": model_dir, "epochs": state["epoch"], "step": state["step"],
+            "train_seconds": state.get("train_seconds", 0.0),
+            "train_metrics": state.get("metrics", {}), "eval": evaluation}
+
+
+def _describe(config):
+    window = "global" if config.window is None else f"{config.window[0]}x{config.window[1]}"
+    return (f"a VLAE (window {window}, latent {config.latent_size if config.use_latent else 0}, "
+            f"{config.prior} prior, {config.likelihood})")
+
+
+def _verbose(value):
+    value = str(value)
+    if value == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(value)
+
+
+def final_evaluation(model, options: TrainOptions, state: dict, log=print) -> dict:
+    """ELBO on the eval split and importance-sampled NLL on a subset of it -> eval.json.
+
+    Both use `common.eval_images`' fixed random order: the ELBO its first eval_max_images
+    (None: the whole split), the NLL the first eval_num_images of those.
+
+    Reuses eval.json if it was computed for the same step with the same settings.
+    """
+    settings = {"split": options.eval_split, "max_images": options.eval_max_images,
+                "is_num_images": options.eval_num_images,
+                "num_importance_samples": options.eval_num_importance_samples,
+                "seed": model.config.seed, "step": state["step"],
+                "batch_size": options.eval_batch_size, "order": common.EVAL_ORDER}
+    path = os.path.join(options.model_dir, common.EVAL_FILE)
+    if os.path.exists(path):
+        previous = common.read_json(path)
+        if previous.get("settings") == settings:
+            log(f"Evaluation of step {state['step']} already in {path}.")
+            _print_evaluation(previous, log)
+            return previous
+    images = common.eval_images(options.dataset, options.eval_split, options.eval_max_images,
+                                options.data_dir, seed=model.config.seed)
+    log(f"Evaluating the Polyak-averaged model on {len(images)} {options.eval_split} images...")
+    result = {"settings": settings, "dataset": options.dataset, "epoch": state["epoch"],
+              "weights": "polyak_average" if model.config.ema_momentum else "raw",
+              "elbo": common.elbo_summary(model, images, seed=model.config.seed)}
+    count = min(options.eval_num_images, len(images))
+    if count and options.eval_num_importance_samples:
+        log(f"Importance-sampled NLL with K={options.eval_num_importance_samples} on {count} of "
+            f"those images:")
+        result["importance_sampled"] = common.importance_summary(
+            model, images[:count], options.eval_num_importance_samples,
+            batch_size=options.eval_batch_size, chunk_size=options.eval_chunk_size,
+            seed=model.config.seed, progress=_verbose(options.verbose) != 0)
+        result["importance_sampled"]["elbo_same_images"] = common.elbo_summary(
+            model, images[:count], seed=model.config.seed)["negative_elbo_nats"]
+    common.write_json_atomic(path, result)
+    writer = tf.summary.create_file_writer(
+        os.path.join(options.model_dir, common.TENSORBOARD_DIR, "eval"))
+    scalars = {f"eval/{key}": result["elbo"][key]
+               for key in ("negative_elbo_nats", "bits_per_dim", "kl_nats", "recon_nats")}
+    if "importance_sampled" in result:
+        scalars["eval/is_nll_nats"] = result["importance_sampled"]["nll_nats"]
+    common.write_scalars(writer, state["step"], scalars)
+    writer.close()
+    _print_evaluation(result, log)
+    return result
+
+
+def _print_evaluation(result, log=print):
+    elbo = result["elbo"]
+    log(f"{result['settings']['split']} ELBO over {elbo['num_images']} images: "
+        f"-ELBO {elbo['negative_elbo_nats']:.2f} ± {elbo['negative_elbo_stderr']:.2f} nats "
+        f"({elbo['bits_per_dim']:.4f} bits/dim), recon {elbo['recon_nats']:.2f}, "
+        f"KL {elbo['kl_nats']:.2f} nats")
+    if "importance_sampled" in result:
+        nll = result["importance_sampled"]
+        log(f"Importance-sampled NLL (K={nll['num_importance_samples']}, "
+            f"{nll['num_images']} images): {nll['nll_nats']:.2f} ± {nll['nll_stderr']:.2f} nats "
+            f"({nll['bits_per_dim']:.4f} bits/dim); -ELBO on the same images "
+            f"{nll['elbo_same_images']:.2f}")
+
+
+# ------------------------------------------------------------------------------------ flags
+def define_flags(flag_values=flags.FLAGS) -> None:
+    """Defines launch.train's flags (on absl's global FLAGS unless told otherwise)."""
+    import vlae_tf.presets as presets
+    names = presets.names()
+    flags.DEFINE_enum("preset", None, names, "Named VLAEConfig (vlae_tf.presets).",
+                      flag_values=flag_values)
+    flags.DEFINE_enum("dataset", None, list(pipelines.names()),
+                      "Training data (default: the preset's usual dataset).",
+                      flag_values=flag_values)
+    flags.DEFINE_string("model_dir", None, "Where the run lives (default runs/<preset>). "
+                        "Re-running with the same model_dir resumes.", flag_values=flag_values)
+    flags.DEFINE_integer("batch_size", 64, "Training batch size.", lower_bound=1,
+                         flag_values=flag_values)
+    flags.DEFINE_integer("epochs", None, f"Epochs to train (default {DEFAULT_EPOCHS}).",
+                         lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer("steps", None, "Total training steps instead of --epochs (rounded up "
+                         "to whole epochs).", lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer("steps_per_epoch", None, "Steps between checkpoints (default: one "
+                         "pass over the train split).", lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer("seed", None, "Seed of the model (VLAEConfig.seed) and of the data "
+                         "order and binarization (default: the preset's, 0).",
+                         flag_values=flag_values)
+    flags.DEFINE_string("data_dir", None, "Where the dataset lives (default: the source's).",
+                        flag_values=flag_values)
+    flags.DEFINE_integer("max_train_examples", None, "Use only the first N train images.",
+                         lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer("log_every", 50, "Steps between metrics.jsonl/TensorBoard lines "
+                         "(0: per epoch only).", lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_integer("image_every", 0, "Steps between TensorBoard grids of samples and "
+                         "decompressions (0: never; each grid costs a full sampling run).",
+                         lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_integer("image_num", 16, "Prior samples per TensorBoard grid.", lower_bound=1,
+                         flag_values=flag_values)
+    flags.DEFINE_enum("eval_split", "test", list(pipelines.SPLITS), "Split of the final "
+                      "evaluation.", flag_values=flag_values)
+    flags.DEFINE_integer("eval_max_images", None, "Images for the final ELBO (a fixed random subset; default: all).",
+                         lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer("eval_num_images", 200, "Images for the final importance-sampled "
+                         "NLL (the first of the ELBO's images; 0: skip).", lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_integer("eval_num_importance_samples", 256, "K of the final importance-"
+                         "sampled NLL (paper: 4096 binary, 512 CIFAR).", lower_bound=0,
+                         flag_values=flag_values)
+    flags.DEFINE_integer("eval_chunk_size", None, "Importance samples per decoder pass.",
+                         lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer("eval_batch_size", 10, "Images per importance-sampling call.",
+                         lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_float("max_minutes", None, "Training time budget: stop at the first epoch end"
+                       " where one more epoch (as long as the last) would exceed it; counted "
+                       "over resumptions.",
+                       flag_values=flag_values)
+    flags.DEFINE_integer("keep_checkpoints", 2, "Checkpoints kept in model_dir/checkpoints.",
+                         lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_boolean("data_dependent_init", True, "Weight-norm data-dependent init from "
+                         "the first batch.", flag_values=flag_values)
+    flags.DEFINE_string("sample_method", "auto", "Sampler for --image_every grids.",
+                        flag_values=flag_values)
+    flags.DEFINE_boolean("deterministic", False, "Deterministic TensorFlow ops (slower; makes "
+                         "resumed GPU runs bit-identical too; CPU runs already are).",
+                         flag_values=flag_values)
+    flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress output.",
+                      flag_values=flag_values)
+    common.define_config_flags(flag_values)
+    flags.mark_flag_as_required("preset", flag_values=flag_values)
+
+
+def config_and_options(flag_values=flags.FLAGS):
+    """(VLAEConfig, TrainOptions) from parsed flags; LaunchError on bad combinations."""
+    preset = flag_values.preset
+    config = common.make_config(preset, common.config_overrides(flag_values),
+                                seed=flag_values.seed)
+    dataset = flag_values.dataset or common.default_dataset(preset)
+    if dataset is None:
+        raise LaunchError(f"preset {preset!r} has no default dataset: give --dataset")
+    fields = {field.name for field in dataclasses.fields(TrainOptions)} - {"dataset",
+                                                                            "model_dir"}
+    options = TrainOptions(
+        dataset=dataset, model_dir=flag_values.model_dir or os.path.join("runs", preset),
+        **{name: flag_values[name].value for name in fields})
+    return config, options
+
+
+def parse(argv, flag_values=None):
+    """Parses a command line (argv[0] is the program) into (config, options); for tests."""
+    if flag_values is None:
+        flag_values = flags.FlagValues()
+        define_flags(flag_values)
+    flag_values(argv)
+    return config_and_options(flag_values)
+
+
+def main(argv, flag_values=None):
+    del argv
+    config, options = config_and_options(flag_values or flags.FLAGS)
+    common.sample_method(options.sample_method)
+    train(config, options)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(common.run_main(main, "launch.train"))
