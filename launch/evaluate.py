@@ -21,14 +21,19 @@ from launch import common
 from launch.common import LaunchError
 
 import pipelines  # noqa: E402
+from vlae_tf import diagnostics  # noqa: E402
 
 
 def evaluate(model_dir: str, num_importance_samples: int = 4096,
              max_images: Optional[int] = None, split: str = "test",
              chunk_size: Optional[int] = None, batch_size: int = 10, seed: int = 0,
              dataset: Optional[str] = None, data_dir: Optional[str] = None,
-             output: Optional[str] = None, progress: bool = True, log=print) -> dict:
-    """Importance-sampled NLL (and the ELBO on the same images) -> dict, also written as JSON."""
+             output: Optional[str] = None, progress: bool = True, log=print,
+             diagnostics_images: int = 500) -> dict:
+    """Importance-sampled NLL (and the ELBO on the same images) -> dict, also written as JSON.
+
+    With `diagnostics_images` > 0 also the latent diagnostics on that many of the images:
+    per-dimension KL, active units and the ELBO surgery (not for IAF posteriors)."""
     if num_importance_samples < 1:
         raise LaunchError(f"--num_importance_samples: expected an int >= 1; got "
                           f"{num_importance_samples}")
@@ -53,6 +58,14 @@ def evaluate(model_dir: str, num_importance_samples: int = 4096,
     if os.path.exists(state_path):
         latest = common.read_json(state_path)
         result.update(step=latest.get("step"), epoch=latest.get("epoch"))
+    if diagnostics_images and model.config.use_latent and model.iaf is None:
+        latent = diagnostics.model_diagnostics(model, images[:diagnostics_images],
+                                               seed=[seed, 1])
+        result["latent"] = diagnostics.json_ready(latent)
+        log(f"Latent code ({min(diagnostics_images, len(images))} images): KL "
+            f"{latent['average_kl']:.2f} = index-code MI {latent['mutual_information']:.2f} "
+            f"(<= log N {latent['log_n']:.2f}) + marginal KL {latent['marginal_kl']:.2f} nats;"
+            f" active units {latent['active_units']}/{model.config.latent_size}")
     output = output or os.path.join(model_dir, common.EVAL_IS_FILE)
     common.write_json_atomic(output, result)
     log(f"NLL (K={num_importance_samples}, {len(images)} images): "
@@ -83,6 +96,9 @@ def define_flags(flag_values=flags.FLAGS) -> None:
     flags.DEFINE_string("data_dir", None, "Where the dataset lives.", flag_values=flag_values)
     flags.DEFINE_string("output", None, "JSON path (default model_dir/eval_is.json).",
                         flag_values=flag_values)
+    flags.DEFINE_integer("diagnostics_images", 500, "Images for the latent diagnostics "
+                         "(per-dimension KL, active units, ELBO surgery); 0 disables.",
+                         lower_bound=0, flag_values=flag_values)
     flags.mark_flag_as_required("model_dir", flag_values=flag_values)
 
 
@@ -90,7 +106,8 @@ def main(argv, flag_values=None):
     del argv
     f = flag_values or flags.FLAGS
     evaluate(f.model_dir, f.num_importance_samples, f.max_images, f.split, f.chunk_size,
-             f.batch_size, f.seed, f.dataset, f.data_dir, f.output)
+             f.batch_size, f.seed, f.dataset, f.data_dir, f.output,
+             diagnostics_images=f.diagnostics_images)
 
 
 if __name__ == "__main__":

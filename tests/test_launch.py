@@ -238,6 +238,11 @@ def test_evaluate_writes_importance_sampled_nll(trained, tmp_path, capsys):
     assert result["nll_nats"] <= result["elbo"]["negative_elbo_nats"] + 1.0
     printed = capsys.readouterr().out
     assert f"NLL (K=8, 4 images): {result['nll_nats']:.2f}" in printed
+    latent = result["latent"]  # the diagnostics: surgery terms add up to the average KL
+    assert latent["mutual_information"] + latent["marginal_kl"] == pytest.approx(
+        latent["average_kl"], abs=1e-6)
+    assert 0 <= latent["active_units"] <= len(latent["per_dimension_kl"])
+    assert "active units" in printed
     assert f"{result['bits_per_dim']:.4f} bits/dim" in printed
     assert "4/4" in printed  # the progress bar
     # Reproducible, and independent of how the samples are chunked.

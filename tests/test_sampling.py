@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
-from vlae_tf import decoder, fast_sampling, likelihoods, sampling
+from vlae_tf import decoder, fast_sampling, sampling
 from vlae_tf.config import VLAEConfig
 from vlae_tf.flows import AutoregressiveFlowPrior
 
