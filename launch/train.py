@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import vlae_tf  # noqa: E402
+from vlae_tf import diagnostics  # noqa: E402
 
 DEFAULT_EPOCHS = 10
 METRIC_NAMES = ("loss", "elbo_nats", "recon_nats", "kl_nats", "bits_per_dim")
@@ -58,6 +59,7 @@ class TrainOptions:
     log_every: int = 50  # steps between metrics.jsonl / TensorBoard lines (0: per epoch)
     image_every: int = 0  # steps between TensorBoard image grids (0: never)
     image_num: int = 16  # prior samples per grid (and 4 images x 3 decompressions)
+    diagnostics_images: int = 256  # validation images for per-epoch latent diagnostics; 0: off
     eval_split: str = "test"
     eval_max_images: Optional[int] = None  # ELBO images (None: the whole split)
     eval_num_images: int = 200  # images for the importance-sampled NLL (0: skip it)
@@ -173,8 +175,9 @@ class _TrainingLog(keras.callbacks.Callback):
     and the time budget."""
 
     def __init__(self, model_dir, checkpoints, state, options, steps_per_epoch, writer,
-                 originals, log):
+                 originals, log, diagnostic_images=None):
         super().__init__()
+        self.diagnostic_images = diagnostic_images
         self.steps_per_epoch = steps_per_epoch
         self.model_dir = model_dir
         self.checkpoints = checkpoints
@@ -217,6 +220,8 @@ class _TrainingLog(keras.callbacks.Callback):
             common.save_weights_atomic(self.model,
                                        os.path.join(self.model_dir, common.WEIGHTS_FILE))
         self._record("epoch", step, values, epoch_fraction=epoch + 1, seconds=seconds)
+        if self.diagnostic_images is not None:
+            self._latent_diagnostics(step, epoch + 1)
         budget = self.options.max_minutes
         if budget is not None and (self.state["train_seconds"] + self.state["epoch_seconds"]
                                    > 60.0 * budget):
@@ -238,6 +243,22 @@ class _TrainingLog(keras.callbacks.Callback):
         scalars = {f"{prefix}/{key}": line[key] for key in line
                    if key not in ("kind", "step", "epoch", "time", "epoch_seconds")}
         common.write_scalars(self.writer, step, scalars)
+        self.writer.flush()
+
+    def _latent_diagnostics(self, step, epoch):
+        """KL = index-code MI + marginal KL and active units of the Polyak-averaged model on
+        fixed validation images (vlae_tf.diagnostics), as a "latent" metrics.jsonl line."""
+        with common.polyak_weights(self.model):
+            latent = diagnostics.model_diagnostics(self.model, self.diagnostic_images,
+                                                   seed=[self.model.config.seed, 1])
+        line = {"kind": "latent", "step": step, "epoch": epoch,
+                "kl_nats": latent["average_kl"],
+                "mutual_information_nats": latent["mutual_information"],
+                "marginal_kl_nats": latent["marginal_kl"],
+                "active_units": latent["active_units"], "images": len(self.diagnostic_images)}
+        _append_jsonl(os.path.join(self.model_dir, common.METRICS_FILE), line)
+        common.write_scalars(self.writer, step, {f"latent/{key}": line[key] for key in line
+                                                 if key not in ("kind", "step", "epoch")})
         self.writer.flush()
 
     def _images(self, step):
@@ -387,8 +408,13 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print) -> dict:
         if options.image_every and config.use_latent:
             originals = common.showcase_images(options.dataset, options.eval_split, 4,
                                                options.data_dir, seed=config.seed)
+        diagnostic_images = None
+        if options.diagnostics_images and config.use_latent and config.iaf_steps == 0:
+            diagnostic_images = common.eval_images(options.dataset, "validation",
+                                                   options.diagnostics_images,
+                                                   options.data_dir, seed=config.seed)
         callback = _TrainingLog(model_dir, checkpoints, state, options, steps_per_epoch,
-                                writer, originals, log)
+                                writer, originals, log, diagnostic_images)
         data = train_stream().skip(initial_epoch * steps_per_epoch)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*shuffle=True.*")
@@ -541,6 +567,10 @@ def define_flags(flag_values=flags.FLAGS) -> None:
                          lower_bound=1, flag_values=flag_values)
     flags.DEFINE_boolean("data_dependent_init", True, "Weight-norm data-dependent init from "
                          "the first batch.", flag_values=flag_values)
+    flags.DEFINE_integer("diagnostics_images", 256, "Validation images for the per-epoch "
+                         "latent diagnostics (KL = MI + marginal KL, active units) in "
+                         "metrics.jsonl; 0 disables (IAF posteriors: off).", lower_bound=0,
+                         flag_values=flag_values)
     flags.DEFINE_string("sample_method", "auto", "Sampler for --image_every grids.",
                         flag_values=flag_values)
     flags.DEFINE_boolean("deterministic", False, "Deterministic TensorFlow ops (slower; makes "

@@ -84,8 +84,16 @@ def test_train_writes_config_metrics_checkpoints_and_eval(trained):
         "mnist5k_binary", 16, STEPS_PER_EPOCH)
 
     lines = metric_lines(model_dir)
+    latent = [line for line in lines if line["kind"] == "latent"]
+    lines = [line for line in lines if line["kind"] != "latent"]
     assert [(line["kind"], line["step"]) for line in lines] == [
         ("step", 2), ("step", 4), ("epoch", 4), ("step", 6), ("step", 8), ("epoch", 8)]
+    # Per-epoch latent diagnostics: the ELBO surgery terms add up to the average KL.
+    assert [line["step"] for line in latent] == [4, 8]
+    for line in latent:
+        assert line["mutual_information_nats"] + line["marginal_kl_nats"] == pytest.approx(
+            line["kl_nats"], abs=1e-6)
+        assert 0 <= line["active_units"] <= tiny_config().latent_size
     for line in lines:
         assert np.isfinite([line[key] for key in train_lib.METRIC_NAMES]).all()
         assert line["bits_per_dim"] == pytest.approx(
@@ -124,7 +132,9 @@ def test_train_writes_tensorboard_scalars_and_images(trained):
             (8, "decompressions", "image")} <= tags
     assert (8, "eval/negative_elbo_nats", "simple_value") in tags
     logged = {step: value for step, tag, _, value in summaries if tag == "epoch/loss"}
-    assert logged[8] == pytest.approx(metric_lines(model_dir)[-1]["loss"])
+    epochs = [line for line in metric_lines(model_dir) if line["kind"] == "epoch"]
+    assert logged[8] == pytest.approx(epochs[-1]["loss"])
+    assert (8, "latent/active_units", "simple_value") in tags
 
 
 def test_resume_after_a_crash_in_epoch_two_is_exact(trained, tmp_path):
@@ -145,7 +155,7 @@ def test_resume_after_a_crash_in_epoch_two_is_exact(trained, tmp_path):
     half_written.write_bytes(half_written.read_bytes()[:1000])
     (model_dir / "eval.json").unlink()
     (model_dir / "model.weights.h5").unlink()  # must be written anew, not merely kept
-    assert len(metric_lines(model_dir)) == 6  # lines of steps 6 and 8 survived the "crash"
+    assert len(metric_lines(model_dir)) == 8  # steps 6 and 8 (+2 latent lines) survived
 
     messages = []
     result = train_lib.train(tiny_config(), tiny_options(model_dir), log=messages.append)
