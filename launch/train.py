@@ -16,6 +16,7 @@ eval.json (ELBO on the test split and importance-sampled NLL on a subset).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -35,9 +36,15 @@ import numpy as np  # noqa: E402
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import vlae_tf  # noqa: E402
-from vlae_tf import diagnostics  # noqa: E402
+from vlae_tf import diagnostics, distribute  # noqa: E402
 
 DEFAULT_EPOCHS = 10
+PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
+# A multi-worker peer died or became unreachable: the exit code asks for a restart
+# (EX_TEMPFAIL), as launch.supervise or a cluster manager's restart policy would do.
+PEER_FAILURE_EXIT_CODE = 75
+PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                 tf.errors.DeadlineExceededError, tf.errors.CancelledError)
 METRIC_NAMES = ("loss", "elbo_nats", "recon_nats", "kl_nats", "bits_per_dim")
 # Options that fix the data stream and the step <-> epoch mapping: a resumed run must
 # use the same ones, or it would not continue the same training.
@@ -73,6 +80,9 @@ class TrainOptions:
     sample_method: str = "auto"
     verbose: str = "auto"  # Keras: "auto" (bar on a terminal, a line per epoch otherwise), 0, 1, 2
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism() (for GPUs)
+    strategy: str = "default"  # vlae_tf.distribute.STRATEGIES; batch_size is the global batch
+    mixed_precision: str = "none"  # or a Keras mixed policy: mixed_float16, mixed_bfloat16
+    cpu_devices: int = 0  # >1: split the CPU into logical devices (mirrored without GPUs)
 
     def __post_init__(self):
         for name in ("batch_size", "keep_checkpoints", "eval_batch_size", "image_num"):
@@ -94,6 +104,17 @@ class TrainOptions:
                  self.verbose)
         if not self.model_dir:
             raise LaunchError("model_dir: expected a directory path")
+        _require(self.strategy in distribute.STRATEGIES, "strategy",
+                 f"one of {', '.join(distribute.STRATEGIES)}", self.strategy)
+        _require(self.mixed_precision in PRECISIONS, "mixed_precision",
+                 f"one of {', '.join(PRECISIONS)}", self.mixed_precision)
+        _require(self.cpu_devices >= 0, "cpu_devices", "an int >= 0", self.cpu_devices)
+        if self.strategy == "multi_worker" and self.max_minutes is not None:
+            # Each worker would time itself and could stop at a different epoch, leaving
+            # the others waiting in a collective forever.
+            raise LaunchError("--max_minutes cannot be used with --strategy=multi_worker "
+                              "(workers could disagree on when to stop): give --steps or "
+                              "--epochs")
 
 
 def _require(condition, name, expected, got):
@@ -172,11 +193,12 @@ class Checkpoints:
 # ------------------------------------------------------------------------------- callbacks
 class _TrainingLog(keras.callbacks.Callback):
     """metrics.jsonl + TensorBoard scalars/images, checkpoints and EMA weights per epoch,
-    and the time budget."""
+    and the time budget. Only the chief writes (other workers keep the same state)."""
 
     def __init__(self, model_dir, checkpoints, state, options, steps_per_epoch, writer,
-                 originals, log, diagnostic_images=None):
+                 originals, log, diagnostic_images=None, chief=True):
         super().__init__()
+        self.chief = chief
         self.diagnostic_images = diagnostic_images
         self.steps_per_epoch = steps_per_epoch
         self.model_dir = model_dir
@@ -193,6 +215,8 @@ class _TrainingLog(keras.callbacks.Callback):
         self.previous = (0, {})  # (batches, running means) at the last log line
 
     def on_train_batch_end(self, batch, logs=None):
+        if not self.chief:
+            return
         step = self.epoch * self.steps_per_epoch + batch + 1
         every = self.options.log_every
         if every and step % every == 0:
@@ -215,13 +239,18 @@ class _TrainingLog(keras.callbacks.Callback):
                           train_seconds=self.state.get("train_seconds", 0.0) + seconds,
                           epoch_seconds=seconds)
         values = {key: float(np.asarray(value)) for key, value in (logs or {}).items()}
-        self.checkpoints.save(self.model, dict(self.state, metrics=values))
-        with common.polyak_weights(self.model):
-            common.save_weights_atomic(self.model,
-                                       os.path.join(self.model_dir, common.WEIGHTS_FILE))
+        if not self.chief:
+            return
+        # The checkpoint is the commit point, so it goes last: a kill before it makes the
+        # re-run redo this epoch (dropping its metrics lines, overwriting the weights); a
+        # kill after it finds everything of this epoch written.
         self._record("epoch", step, values, epoch_fraction=epoch + 1, seconds=seconds)
         if self.diagnostic_images is not None:
             self._latent_diagnostics(step, epoch + 1)
+        with common.polyak_weights(self.model):
+            common.save_weights_atomic(self.model,
+                                       os.path.join(self.model_dir, common.WEIGHTS_FILE))
+        self.checkpoints.save(self.model, dict(self.state, metrics=values))
         budget = self.options.max_minutes
         if budget is not None and (self.state["train_seconds"] + self.state["epoch_seconds"]
                                    > 60.0 * budget):
@@ -317,8 +346,50 @@ def _json_ready(value):
     return json.loads(json.dumps(value, default=common._json_default))
 
 
-def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print) -> dict:
+def setup_runtime(options: TrainOptions) -> tf.distribute.Strategy:
+    """The tf.distribute strategy of options.strategy; call it at program start, before any
+    other TensorFlow work (logical CPU devices and multi-worker collectives need that).
+
+    --cpu_devices=N first splits the CPU into N logical devices, which a mirrored strategy
+    then uses as its replicas (how the multi-device path is exercised without GPUs).
+    """
+    try:
+        if options.cpu_devices > 1:
+            distribute.use_logical_cpus(options.cpu_devices)
+        devices = None
+        if options.strategy == "mirrored" and options.cpu_devices > 1:
+            devices = [f"/cpu:{index}" for index in range(options.cpu_devices)]
+        return distribute.make_strategy(options.strategy, devices=devices)
+    except RuntimeError as error:  # TensorFlow already initialised its devices
+        raise LaunchError(f"--strategy={options.strategy} --cpu_devices="
+                          f"{options.cpu_devices}: must be set up before other TensorFlow "
+                          f"work (call launch.train.setup_runtime first): {error}") from None
+    except ValueError as error:
+        raise LaunchError(str(error)) from None
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Keras' global dtype policy for building the model ("none": float32), then restored.
+
+    Layers keep their policy after construction; the model keeps its likelihood, KL and
+    flow log-determinants in float32 under any policy.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32" if name == "none" else name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
+          strategy: Optional[tf.distribute.Strategy] = None) -> dict:
     """Trains (or resumes) the run in options.model_dir, then evaluates it.
+
+    `strategy`: from `setup_runtime(options)` (made here when not given). The global batch
+    (options.batch_size) is split over its replicas; under multi_worker only the chief
+    (worker 0) writes to model_dir and evaluates, and every worker restores from it.
 
     Resuming is exact at epoch boundaries: weights, optimizer moments and step counter,
     EMA averages, the model's non-trainable training state (soft free bits' KL weight, the
@@ -328,6 +399,13 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print) -> dict:
     dict (the content of eval.json under "eval").
     """
     info = common.check_dataset(config, options.dataset)
+    if strategy is None:
+        strategy = setup_runtime(options)
+    chief = distribute.is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if options.batch_size % replicas:
+        raise LaunchError(f"--batch_size={options.batch_size} is the global batch: expected a "
+                          f"multiple of the {replicas} replicas of --strategy={options.strategy}")
     model_dir = options.model_dir
     os.makedirs(model_dir, exist_ok=True)
     checkpoints = Checkpoints(model_dir, options.keep_checkpoints)
@@ -371,23 +449,33 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print) -> dict:
     run.update(steps_per_epoch=steps_per_epoch, seed=config.seed, data_dir=options.data_dir,
                train_batches_per_pass=data_steps, image_shape=list(info.image_shape),
                max_value=info.max_value)
-    common.write_json_atomic(config_path, config_dict)
-    common.write_json_atomic(os.path.join(model_dir, common.RUN_FILE), run)
+    for key in ("strategy", "mixed_precision"):
+        if previous_run and previous_run.get(key, getattr(options, key)) != getattr(options, key):
+            log(f"Note: {model_dir} was trained with --{key}={previous_run[key]}; continuing "
+                f"with --{key}={getattr(options, key)} (same global batch, so the same "
+                f"training, up to floating-point differences).")
+    run.update(strategy=options.strategy, replicas=replicas,
+               mixed_precision=options.mixed_precision)
+    if chief:
+        common.write_json_atomic(config_path, config_dict)
+        common.write_json_atomic(os.path.join(model_dir, common.RUN_FILE), run)
 
-    model = vlae_tf.VLAE(config)
-    model.compile()
-    state = checkpoints.latest()
-    if state is not None:
-        checkpoints.restore(model, state)
-        initial_epoch = int(state["epoch"])
-        log(f"Resuming {model_dir} from its checkpoint after epoch {initial_epoch} "
-            f"(step {state['step']}).")
-    else:
-        initial_epoch, state = 0, {"epoch": 0, "step": 0, "train_seconds": 0.0}
-        if options.data_dependent_init:
-            first_batch = next(iter(train_stream()))
-            model.data_dependent_init(first_batch)
-    _truncate_metrics(os.path.join(model_dir, common.METRICS_FILE), state["step"])
+    with _dtype_policy(options.mixed_precision), strategy.scope():
+        model = vlae_tf.VLAE(config)
+        model.compile()
+        state = checkpoints.latest()
+        if state is not None:
+            checkpoints.restore(model, state)
+            initial_epoch = int(state["epoch"])
+            log(f"Resuming {model_dir} from its checkpoint after epoch {initial_epoch} "
+                f"(step {state['step']}).")
+        else:
+            initial_epoch, state = 0, {"epoch": 0, "step": 0, "train_seconds": 0.0}
+            if options.data_dependent_init:
+                first_batch = next(iter(train_stream()))
+                model.data_dependent_init(first_batch)
+    if chief:
+        _truncate_metrics(os.path.join(model_dir, common.METRICS_FILE), state["step"])
 
     total = epochs * steps_per_epoch
     log(f"Training {_describe(config)} on {options.dataset} ({data_steps} batches per pass "
@@ -397,31 +485,38 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print) -> dict:
            if options.steps and total != options.steps else "")
         + (f", or fewer: no epoch is started that would end past {options.max_minutes:g} min"
            f" of training" if options.max_minutes else "")
-        + f"; model_dir {model_dir}")
+        + (f"; {replicas} replicas ({options.strategy}) of {options.batch_size // replicas} "
+           f"images each" if replicas > 1 or options.strategy != "default" else "")
+        + (f"; {options.mixed_precision}" if options.mixed_precision != "none" else "")
+        + f"; model_dir {model_dir}" + ("" if chief else " (written by the chief only)"))
     budget_left = (options.max_minutes is None or state.get("train_seconds", 0.0)
                    + state.get("epoch_seconds", 0.0) <= 60.0 * options.max_minutes)
     trained = False
     if initial_epoch < epochs and budget_left:
-        writer = tf.summary.create_file_writer(
-            os.path.join(model_dir, common.TENSORBOARD_DIR, "train"))
+        writer = (tf.summary.create_file_writer(
+            os.path.join(model_dir, common.TENSORBOARD_DIR, "train")) if chief else None)
         originals = None
-        if options.image_every and config.use_latent:
+        if chief and options.image_every and config.use_latent:
             originals = common.showcase_images(options.dataset, options.eval_split, 4,
                                                options.data_dir, seed=config.seed)
         diagnostic_images = None
-        if options.diagnostics_images and config.use_latent and config.iaf_steps == 0:
+        if (chief and options.diagnostics_images and config.use_latent
+                and config.iaf_steps == 0):
             diagnostic_images = common.eval_images(options.dataset, "validation",
                                                    options.diagnostics_images,
                                                    options.data_dir, seed=config.seed)
         callback = _TrainingLog(model_dir, checkpoints, state, options, steps_per_epoch,
-                                writer, originals, log, diagnostic_images)
+                                writer, originals, log, diagnostic_images, chief=chief)
         data = train_stream().skip(initial_epoch * steps_per_epoch)
+        if options.strategy == "multi_worker":
+            data = distribute.collective_friendly(data)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*shuffle=True.*")
             model.fit(data, epochs=epochs, initial_epoch=initial_epoch,
                       steps_per_epoch=steps_per_epoch, callbacks=[callback], shuffle=False,
                       verbose=_verbose(options.verbose))
-        writer.close()
+        if writer is not None:
+            writer.close()
         trained = True  # fit wrote the Polyak average into the weights at its end
     elif initial_epoch >= epochs:
         log(f"{model_dir} has already trained {initial_epoch} epochs (asked: {epochs}).")
@@ -429,6 +524,10 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print) -> dict:
         log(f"{model_dir} has used its --max_minutes={options.max_minutes:g} budget.")
     if not trained and state["step"] > 0:
         model.load_weights(os.path.join(model_dir, common.WEIGHTS_FILE))
+    if not chief:  # the chief evaluates and writes eval.json
+        return {"model_dir": model_dir, "epochs": state["epoch"], "step": state["step"],
+                "train_seconds": state.get("train_seconds", 0.0),
+                "train_metrics": state.get("metrics", {}), "eval": None}
     state = checkpoints.latest() or state
     evaluation = final_evaluation(model, options, state, log)
     return {"model_dir": model_dir, "epochs": state["epoch"], "step": state["step"],
@@ -578,6 +677,17 @@ def define_flags(flag_values=flags.FLAGS) -> None:
                          flag_values=flag_values)
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress output.",
                       flag_values=flag_values)
+    flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES),
+                      "default: one device; mirrored: all local GPUs (or --cpu_devices); "
+                      "multi_worker: one process per machine, cluster from TF_CONFIG. "
+                      "--batch_size stays the global batch.", flag_values=flag_values)
+    flags.DEFINE_enum("mixed_precision", "none", list(PRECISIONS),
+                      "Keras mixed-precision policy (likelihood, KL and flow log-dets stay "
+                      "float32); mixed_float16 adds dynamic loss scaling.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices (replicas "
+                         "of --strategy=mirrored without GPUs; for testing).", lower_bound=0,
+                         flag_values=flag_values)
     common.define_config_flags(flag_values)
     flags.mark_flag_as_required("preset", flag_values=flag_values)
 
@@ -610,8 +720,22 @@ def parse(argv, flag_values=None):
 def main(argv, flag_values=None):
     del argv
     config, options = config_and_options(flag_values or flags.FLAGS)
+    tf.get_logger().setLevel("WARNING")  # tf.distribute logs every all-reduce at INFO
+    strategy = setup_runtime(options)  # before any other TensorFlow work
     common.sample_method(options.sample_method)
-    train(config, options)
+    try:
+        train(config, options, strategy=strategy)
+    except PEER_FAILURES as error:
+        if options.strategy != "multi_worker":
+            raise
+        # The collectives are aborted for good in this process: only a restart of every
+        # worker (same command) resumes, from the chief's last complete checkpoint.
+        print(f"launch.train: error: lost contact with another worker "
+              f"({type(error).__name__}: {str(error).splitlines()[0][:300]}). The last "
+              f"checkpoint in {options.model_dir} is intact: restart every worker with the "
+              f"same command (launch.supervise does this) and training resumes from it.",
+              file=sys.stderr)
+        sys.exit(PEER_FAILURE_EXIT_CODE)
 
 
 if __name__ == "__main__":

