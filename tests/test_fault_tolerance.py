@@ -15,13 +15,13 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
 
 from launch import supervise
 from launch.train import PEER_FAILURE_EXIT_CODE
 from tests.test_distribute import free_ports
+from tests.test_launch import h5_values
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
@@ -67,14 +67,6 @@ def wait_for(path, process, timeout=TIMEOUT):
             raise AssertionError(f"{process.args} ended ({process.returncode}) before {path}")
         assert time.time() < deadline, f"no {path} after {timeout} s"
         time.sleep(0.05)
-
-
-def h5_values(path):
-    values = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: values.__setitem__(name, item[()])
-                          if isinstance(item, h5py.Dataset) else None)
-    return values
 
 
 def metric_lines(model_dir, kind):
