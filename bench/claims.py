@@ -203,12 +203,13 @@ def fixed_z_row(rows):
     from information in z and how much from position."""
     model, _ = common.load_trained_model(run_dir("window_5x3"))
     train_images, _ = pipelines.load_arrays(FLAGS.dataset, "train", seed=FLAGS.seed)
-    test_images, _ = pipelines.load_arrays(FLAGS.dataset, "test", seed=FLAGS.seed)
+    # The IS-NLL rows' images: the first --nll_images of the fixed evaluation order.
+    test_images = common.eval_images(FLAGS.dataset, "test", FLAGS.nll_images, seed=FLAGS.seed)
     order = np.random.default_rng(FLAGS.seed).permutation(len(train_images))
     average_code = _features(model, train_images[order[:FLAGS.probe_images]]).mean(0)
     nll = []
-    for start in range(0, FLAGS.nll_images, 100):
-        values = tf.cast(test_images[start:min(start + 100, FLAGS.nll_images)], tf.float32)
+    for start in range(0, len(test_images), 100):
+        values = tf.cast(test_images[start:start + 100], tf.float32)
         code = tf.repeat(tf.constant(average_code[None], tf.float32), tf.shape(values)[0], 0)
         log_px = tf.reduce_sum(
             model.likelihood.log_prob(model.decoder_params(values, code), values), axis=[1, 2])
@@ -303,7 +304,10 @@ def claim_5(rows, results_dir):
     max_value = pipelines.info(FLAGS.dataset).max_value
     train_images, train_labels = pipelines.load_arrays(FLAGS.dataset, "train", seed=seed)
     test_images, test_labels = pipelines.load_arrays(FLAGS.dataset, "test", seed=seed)
-    test_images, test_labels = test_images[:FLAGS.eval_images], test_labels[:FLAGS.eval_images]
+    # The ELBO rows' images: the fixed evaluation order's first --eval_images.
+    order = np.random.default_rng(pipelines.SPLIT_SEED).permutation(len(test_images))
+    order = order[:FLAGS.eval_images]
+    test_images, test_labels = test_images[order], test_labels[order]
     order = np.random.default_rng(seed).permutation(len(train_images))[:FLAGS.probe_images]
     train_images, train_labels = train_images[order], train_labels[order]
     judge = image_classifier(train_images / max_value, train_labels, seed)
