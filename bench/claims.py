@@ -23,10 +23,8 @@ re-tabulated. Results: --results_dir/<variant>/claim<N>.{json,png}, where <varia
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-import sys
 import time
 
 from absl import app, flags
@@ -38,7 +36,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 import pipelines  # noqa: E402
-import vlae_tf  # noqa: E402
 
 from bench import common as bench_common  # noqa: E402
 
@@ -390,7 +387,47 @@ def plot(claim, names, rows, results_dir, grids=None, probe=None):
     return path
 
 
+# -------------------------------------------------------------------------------- summary
+def write_summary(results_dir):
+    """summary.md in `results_dir`: every claim*.json there (so claims run one at a time
+    still add up) as markdown: statement, verdict, budget, table, plot."""
+    lines = []
+    for claim in sorted(CLAIMS):
+        path = os.path.join(results_dir, f"claim{claim}.json")
+        if not os.path.exists(path):
+            continue
+        result = common.read_json(path)
+        budget = result["budget"]
+        lines += [f"### Claim {claim}: {result['claim']}", "",
+                  f"**{'Holds' if result['holds'] else 'Does not hold'}** at this budget: "
+                  f"{result['verdict']}.", "",
+                  f"`{budget['command']}`: {budget['dataset']}, base `{budget['base_preset']}`, "
+                  f"{budget['steps']} steps of batch {budget['batch_size']}, seed "
+                  f"{budget['seed']}, free bits {budget['free_bits']:g} nats; ELBO on "
+                  f"{budget['eval_images']} test images, IS-NLL (K="
+                  f"{budget['num_importance_samples']}) on the first {budget['nll_images']}.",
+                  "", markdown(result["rows"]), ""]
+        if result.get("plot"):
+            lines += [f"![claim {claim}]({os.path.basename(result['plot'])})", ""]
+    path = os.path.join(results_dir, "summary.md")
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines))
+    print(f"wrote {path}")
+    return path
+
+
 # ---------------------------------------------------------------------------------- main
+def command_line():
+    """The command that reproduces this variant (its non-default flags, spelled out)."""
+    parts = ["python3 -m bench.claims", f"--claim={','.join(FLAGS.claim)}"]
+    for name in ("dataset", "steps", "batch_size", "seed", "free_bits", "eval_images",
+                 "nll_images", "num_importance_samples", "probe_images"):
+        if FLAGS[name].present or FLAGS[name].value != FLAGS[name].default:
+            parts.append(f"--{name}={FLAGS[name].value:g}" if isinstance(FLAGS[name].value, float)
+                         else f"--{name}={FLAGS[name].value}")
+    return " ".join(parts)
+
+
 def main(argv):
     del argv
     claims = (sorted(CLAIMS) if "all" in FLAGS.claim
@@ -408,7 +445,7 @@ def main(argv):
               "num_importance_samples": FLAGS.num_importance_samples,
               "base_preset": base_preset(), "free_bits": FLAGS.free_bits,
               "ema_momentum": 0.99,
-              "command": " ".join(["python -m bench.claims"] + sys.argv[1:])}
+              "command": command_line()}
     for claim in claims:
         print(f"\n##### Claim {claim}: {CLAIMS[claim]}")
         names = list(CLAIM_RUNS[claim])
@@ -429,6 +466,7 @@ def main(argv):
             {"claim": CLAIMS[claim], "holds": bool(holds), "verdict": text,
              "budget": budget, "rows": selected, "claim5": extra, "plot": picture,
              "machine": bench_common.machine()})
+    write_summary(results_dir)
 
 
 if __name__ == "__main__":
