@@ -38,6 +38,7 @@ import keras  # noqa: E402
 import pipelines  # noqa: E402
 
 from bench import common as bench_common  # noqa: E402
+from vlae_tf import diagnostics  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results", "claims")
 # Base preset by likelihood; both have the 5x3 window that is "the VLAE" of claims 3-5.
@@ -64,8 +65,9 @@ CLAIM_RUNS = {
     5: ["window_5x3", "window_global"],
 }
 CLAIMS = {
-    1: "A global PixelCNN decoder ignores z (KL ~ 0); a windowed decoder uses it (KL > 0).",
-    2: "As the window grows, the KL (bits in z) falls and the NLL improves.",
+    1: "A global PixelCNN decoder ignores z (no information in z); a windowed decoder "
+       "uses it.",
+    2: "As the window grows, the information in z falls and the NLL improves.",
     3: "The VLAE beats its own decoder without z and a factorised-decoder VAE in NLL.",
     4: "An AF prior beats a N(0, I) prior and an IAF posterior of the same size in NLL.",
     5: "z carries the class (linear probe), and decompressions keep it.",
@@ -129,7 +131,7 @@ def train_run(name):
     summary = train_lib.train(config, options)
     evaluation = summary["eval"]
     elbo, nll = evaluation["elbo"], evaluation["importance_sampled"]
-    return {
+    return {**latent_information(name, config), 
         "run": name, "description": RUNS[name][0],
         "window": "global" if config.window is None else "x".join(map(str, config.window)),
         "prior": config.prior if config.use_latent else "-",
@@ -146,25 +148,54 @@ def train_run(name):
     }
 
 
+def latent_information(name, config):
+    """How much z carries, beyond the KL: the index-code mutual information I(i; z) of the
+    ELBO surgery (KL = MI + marginal KL, over the ELBO's test images; at most log N) and
+    the active units. With hard free bits the KL is held near the floor by the objective,
+    whatever z carries, so the MI is what tells a used code from an unused one. None for
+    models without a closed-form q(z|x) (no latent, IAF posterior)."""
+    if not config.use_latent or config.iaf_steps:
+        return {"mutual_information_nats": None, "active_units": None}
+    model, _ = common.load_trained_model(run_dir(name))
+    images = common.eval_images(FLAGS.dataset, "test", FLAGS.eval_images, seed=FLAGS.seed)
+    latent = diagnostics.model_diagnostics(model, images, seed=[FLAGS.seed, 1])
+    print(f"{name}: index-code MI {latent['mutual_information']:.2f} nats (<= log N "
+          f"{latent['log_n']:.2f}), active units {latent['active_units']}/{config.latent_size}")
+    return {"mutual_information_nats": latent["mutual_information"],
+            "active_units": int(latent["active_units"])}
+
+
 # ---------------------------------------------------------------------------------- claims
+def _information(row):
+    """MI when it can be measured, else the KL (its upper bound)."""
+    value = row.get("mutual_information_nats")
+    return ("MI", value) if value is not None else ("KL", row["kl_nats"])
+
+
 def verdict_1(rows):
-    collapsed, windowed = rows["window_global"], rows["window_5x3"]
-    holds = collapsed["kl_nats"] < 1.0 and windowed["kl_nats"] > 5.0
-    return holds, (f"KL global {collapsed['kl_nats']:.2f} nats vs window 5x3 "
-                   f"{windowed['kl_nats']:.2f} nats (criterion: < 1 and > 5)")
+    """The information z carries (MI): global < 1 nat, window 5x3 > 2 nats."""
+    (kind, collapsed), (_, windowed) = (_information(rows["window_global"]),
+                                        _information(rows["window_5x3"]))
+    holds = collapsed < 1.0 and windowed > 2.0
+    return holds, (f"{kind} global {collapsed:.2f} nats vs window 5x3 {windowed:.2f} nats "
+                   f"(criterion: < 1 and > 2); KL {rows['window_global']['kl_nats']:.2f} vs "
+                   f"{rows['window_5x3']['kl_nats']:.2f} nats")
 
 
 def verdict_2(rows):
+    """Information in z (MI, else KL) non-increasing and NLL non-increasing in the window."""
     names = CLAIM_RUNS[2]
-    kls = [rows[name]["kl_nats"] for name in names]
+    kind = _information(rows[names[0]])[0]
+    information = [_information(rows[name])[1] for name in names]
     nlls = [rows[name]["nll_nats"] for name in names]
-    kl_falls = all(later <= earlier for earlier, later in zip(kls, kls[1:]))
+    falls = all(later <= earlier for earlier, later in zip(information, information[1:]))
     nll_improves = all(later <= earlier for earlier, later in zip(nlls, nlls[1:]))
-    text = (f"KL {' > '.join(f'{kl:.1f}' for kl in kls)} nats: "
-            f"{'monotone' if kl_falls else 'NOT monotone'}; NLL "
+    kls = " / ".join(f"{rows[name]['kl_nats']:.1f}" for name in names)
+    text = (f"{kind} {' > '.join(f'{value:.1f}' for value in information)} nats: "
+            f"{'monotone' if falls else 'NOT monotone'}; NLL "
             f"{' > '.join(f'{nll:.1f}' for nll in nlls)} nats: "
-            f"{'monotone' if nll_improves else 'NOT monotone'}")
-    return kl_falls and nll_improves, text
+            f"{'monotone' if nll_improves else 'NOT monotone'}; KL {kls} nats")
+    return falls and nll_improves, text
 
 
 def _beats(rows, winner, losers):
@@ -217,7 +248,7 @@ def fixed_z_row(rows):
         "run": FIXED_Z_RUN, "description": "window_5x3's decoder with z fixed to the mean code",
         "window": "5x3", "prior": "-", "iaf_steps": 0,
         "negative_elbo_nats": mean, "recon_nats": mean, "kl_nats": 0.0, "kl_bits": 0.0,
-        "nll_nats": mean, "nll_stderr": stderr,
+        "mutual_information_nats": 0.0, "active_units": 0, "nll_nats": mean, "nll_stderr": stderr,
         "nll_bits_per_dim": mean / (dims * math.log(2.0)),
         "model_dir": run_dir("window_5x3"),
     }
@@ -229,20 +260,24 @@ def verdict_4(rows):
 
 def table(rows, names):
     columns = ["run", "window", "prior", "negative_elbo_nats", "recon_nats", "kl_nats",
-               "kl_bits", "nll_nats", "nll_stderr", "nll_bits_per_dim"]
+               "mutual_information_nats", "active_units", "nll_nats", "nll_stderr",
+               "nll_bits_per_dim"]
     selected = [rows[name] for name in names]
     bench_common.print_table(selected, columns)
     return selected
 
 
 def markdown(selected):
-    lines = ["| run | window | prior | −ELBO (nats) | recon (nats) | KL (nats) | KL (bits) | "
-             "IS-NLL (nats) | NLL (bits/dim) |", "|---" * 9 + "|"]
+    lines = ["| run | window | prior | −ELBO (nats) | recon (nats) | KL (nats) | MI (nats) | "
+             "active units | IS-NLL (nats) | NLL (bits/dim) |", "|---" * 10 + "|"]
     for row in selected:
+        information = row.get("mutual_information_nats")
         lines.append(f"| {row['run']} | {row['window']} | {row['prior']}"
                      f"{' + IAF' if row['iaf_steps'] else ''} | "
                      f"{row['negative_elbo_nats']:.2f} | {row['recon_nats']:.2f} | "
-                     f"{row['kl_nats']:.2f} | {row['kl_bits']:.2f} | "
+                     f"{row['kl_nats']:.2f} | "
+                     f"{'–' if information is None else f'{information:.2f}'} | "
+                     f"{'–' if row.get('active_units') is None else row['active_units']} | "
                      f"{row['nll_nats']:.2f} ± {row['nll_stderr']:.2f} | "
                      f"{row['nll_bits_per_dim']:.4f} |")
     return "\n".join(lines)
@@ -353,9 +388,11 @@ def plot(claim, names, rows, results_dir, grids=None, probe=None):
     if claim == 2:
         figure, (left, right) = pyplot.subplots(1, 2, figsize=(9, 3.5))
         labels = [rows[name]["window"] for name in names]
-        left.plot(labels, [rows[name]["kl_bits"] for name in names], "o-")
-        left.set(xlabel="decoder window", ylabel="KL = rate (bits per image)",
-                 title="Information in z")
+        left.plot(labels, [rows[name]["kl_nats"] for name in names], "o-", label="KL (rate)")
+        left.plot(labels, [_information(rows[name])[1] for name in names], "s--",
+                  label="MI I(x; z)")
+        left.set(xlabel="decoder window", ylabel="nats per image", title="Information in z")
+        left.legend()
         right.errorbar(labels, [rows[name]["nll_nats"] for name in names],
                        yerr=[rows[name]["nll_stderr"] for name in names], fmt="o-")
         right.set(xlabel="decoder window", ylabel="IS-NLL (nats per image)",
@@ -372,8 +409,14 @@ def plot(claim, names, rows, results_dir, grids=None, probe=None):
         figure.suptitle("Test image (left) and 5 decompressions z~q(z|x), x'~p(x|z)")
     else:
         figure, (left, right) = pyplot.subplots(1, 2, figsize=(9, 3.5))
-        left.bar(names, [rows[name]["kl_bits"] for name in names])
-        left.set(ylabel="KL = rate (bits per image)", title="Information in z")
+        positions = np.arange(len(names))
+        left.bar(positions - 0.2, [rows[name]["kl_nats"] for name in names], 0.4,
+                 label="KL (rate)")
+        left.bar(positions + 0.2, [rows[name].get("mutual_information_nats") or 0.0
+                                   for name in names], 0.4, label="MI I(x; z) (0: n/a)")
+        left.set(xticks=positions, xticklabels=names, ylabel="nats per image",
+                 title="Information in z")
+        left.legend(fontsize=8)
         right.bar(names, [rows[name]["nll_nats"] for name in names],
                   yerr=[rows[name]["nll_stderr"] for name in names])
         low = min(rows[name]["nll_nats"] for name in names)

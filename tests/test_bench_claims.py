@@ -79,3 +79,15 @@ def test_verdict_1_and_3_follow_the_numbers():
     rows["unconditional_5x3"]["nll_nats"] = 94.0
     holds, text = claims.verdict_3(rows)
     assert not holds and "-1.00 nats" in text
+
+
+def test_information_is_the_mutual_information_when_measured():
+    # Hard free bits hold both KLs at the floor; only the MI tells the codes apart.
+    rows = {"window_global": {"kl_nats": 8.0, "mutual_information_nats": 0.2},
+            "window_5x3": {"kl_nats": 8.1, "mutual_information_nats": 4.0}}
+    holds, text = claims.verdict_1(rows)
+    assert holds and text.startswith("MI global 0.20")
+    rows["window_global"]["mutual_information_nats"] = 3.0
+    assert not claims.verdict_1(rows)[0]
+    rows["window_global"]["mutual_information_nats"] = None  # e.g. an IAF posterior
+    assert claims.verdict_1(rows)[1].startswith("KL global 8.00")
