@@ -434,12 +434,19 @@ def plot(claim, names, rows, results_dir, grids=None, probe=None):
 def write_summary(results_dir):
     """summary.md in `results_dir`: every claim*.json there (so claims run one at a time
     still add up) as markdown: statement, verdict, budget, table, plot."""
-    lines = []
-    for claim in sorted(CLAIMS):
-        path = os.path.join(results_dir, f"claim{claim}.json")
-        if not os.path.exists(path):
-            continue
-        result = common.read_json(path)
+    results = {claim: common.read_json(os.path.join(results_dir, f"claim{claim}.json"))
+               for claim in sorted(CLAIMS)
+               if os.path.exists(os.path.join(results_dir, f"claim{claim}.json"))}
+    every_run = {}
+    for result in results.values():
+        every_run.update({row["run"]: row for row in result["rows"]})
+    lines = ["| claim | verdict at this budget |", "|---|---|"]
+    lines += [f"| {claim} | **{'holds' if result['holds'] else 'does not hold'}**: "
+              f"{result['verdict']} |" for claim, result in results.items()]
+    lines += ["", "All runs of this budget:", "",
+              markdown([every_run[name] for name in list(RUNS) + [FIXED_Z_RUN]
+                        if name in every_run]), ""]
+    for claim, result in results.items():
         budget = result["budget"]
         lines += [f"### Claim {claim}: {result['claim']}", "",
                   f"**{'Holds' if result['holds'] else 'Does not hold'}** at this budget: "
