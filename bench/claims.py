@@ -199,8 +199,9 @@ def verdict_2(rows):
 
 
 def _beats(rows, winner, losers):
-    """Holds when the winner's NLL is lower by more than 2 standard errors of the paired
-    images (all runs use the same test images)."""
+    """Holds when the winner's NLL is lower than each loser's. The "2 s.e." printed beside
+    each gap is unpaired (from each run's spread over images): conservative, since every
+    run is scored on the same images; a gap under it is reported, not called significant."""
     best = rows[winner]
     parts, holds = [], True
     for loser in losers:
