@@ -224,6 +224,14 @@ def verdict_3(rows):
 FIXED_Z_RUN = "window_5x3_fixed_z"
 
 
+def probe_train_subset():
+    """(images, labels): --probe_images train images in a --seed order, shared by the
+    classifiers of claim 5 and the average code of the fixed-z row."""
+    images, labels = pipelines.load_arrays(FLAGS.dataset, "train", seed=FLAGS.seed)
+    order = np.random.default_rng(FLAGS.seed).permutation(len(images))[:FLAGS.probe_images]
+    return images[order], labels[order]
+
+
 def fixed_z_row(rows):
     """The trained VLAE 5x3's decoder with z held at one constant (the mean of E[z|x] over
     train images): an unconditional model whose NLL -log p(x|z*) is exact. Unlike
@@ -231,11 +239,9 @@ def fixed_z_row(rows):
     per-position bias), so the gap between the two shows how much of the VLAE's lead comes
     from information in z and how much from position."""
     model, _ = common.load_trained_model(run_dir("window_5x3"))
-    train_images, _ = pipelines.load_arrays(FLAGS.dataset, "train", seed=FLAGS.seed)
     # The IS-NLL rows' images: the first --nll_images of the fixed evaluation order.
     test_images = common.eval_images(FLAGS.dataset, "test", FLAGS.nll_images, seed=FLAGS.seed)
-    order = np.random.default_rng(FLAGS.seed).permutation(len(train_images))
-    average_code = _features(model, train_images[order[:FLAGS.probe_images]]).mean(0)
+    average_code = _features(model, probe_train_subset()[0]).mean(0)
     nll = []
     for start in range(0, len(test_images), 100):
         values = tf.cast(test_images[start:start + 100], tf.float32)
@@ -335,14 +341,10 @@ def image_classifier(train_images, train_labels, seed):
 def claim_5(rows, results_dir):
     seed = FLAGS.seed
     max_value = pipelines.info(FLAGS.dataset).max_value
-    train_images, train_labels = pipelines.load_arrays(FLAGS.dataset, "train", seed=seed)
-    test_images, test_labels = pipelines.load_arrays(FLAGS.dataset, "test", seed=seed)
+    train_images, train_labels = probe_train_subset()
     # The ELBO rows' images: the fixed evaluation order's first --eval_images.
-    order = np.random.default_rng(pipelines.SPLIT_SEED).permutation(len(test_images))
-    order = order[:FLAGS.eval_images]
-    test_images, test_labels = test_images[order], test_labels[order]
-    order = np.random.default_rng(seed).permutation(len(train_images))[:FLAGS.probe_images]
-    train_images, train_labels = train_images[order], train_labels[order]
+    test_images, test_labels = common.eval_images(FLAGS.dataset, "test", FLAGS.eval_images,
+                                                  seed=seed, with_labels=True)
     judge = image_classifier(train_images / max_value, train_labels, seed)
     judge_real = accuracy(judge, test_images / max_value, test_labels)
     print(f"judge CNN accuracy on real test images: {judge_real:.3f}")

@@ -401,18 +401,19 @@ def bits_per_dim(nats_per_image, config: VLAEConfig) -> float:
 
 
 def eval_images(dataset: str, split: str, max_images: Optional[int], data_dir=None,
-                seed: int = 0) -> np.ndarray:
+                seed: int = 0, with_labels: bool = False):
     """A split's images in a fixed random order, cut to `max_images` (None: all).
 
     The order comes from `pipelines.SPLIT_SEED`, not `seed`, so every run and every entry
     point evaluates the same subset, and the first N images of a larger subset are the
     N-image subset. A random subset rather than the first N in file order: some files are
     sorted by class (mnist5k's test split starts with its 50 zeros). `seed` only draws the
-    binarization of dynamically binarized data.
+    binarization of dynamically binarized data. `with_labels`: (images, labels).
     """
-    images, _ = pipelines.load_arrays(dataset, split, data_dir=data_dir, seed=int(seed))
+    images, labels = pipelines.load_arrays(dataset, split, data_dir=data_dir, seed=int(seed))
     order = np.random.default_rng(pipelines.SPLIT_SEED).permutation(len(images))
-    return images[order[:max_images] if max_images else order]
+    selected = order[:max_images] if max_images else order
+    return (images[selected], labels[selected]) if with_labels else images[selected]
 
 
 def showcase_images(dataset: str, split: str, count: int, data_dir=None,
