@@ -15,6 +15,8 @@ import math
 
 import tensorflow as tf
 
+from vlae_tf import inputs
+
 DEFAULT_CHUNK_SIZE = 64
 
 
@@ -41,31 +43,30 @@ def _chunk_log_weights(model, images, posterior, seed, start, num_in_chunk):
         return tf.reshape(tf.tile(tensor[None], [num_in_chunk] + [1] * tensor.shape.rank),
                           [-1] + tensor.shape[1:].as_list())
 
-    z, log_q, _ = model._posterior_sample([tile(tensor) for tensor in posterior], eps)
+    z, log_q, _ = inputs.posterior_sample([tile(tensor) for tensor in posterior], eps,
+                                          model.iaf)
     log_p_z = model.prior.log_prob(z)
     values = tile(tf.cast(images, tf.float32))
-    params = model.pixelcnn([model._scale(values), model.latent_map(z)])
+    params = model.pixelcnn([inputs.scale(model.config, values), model.latent_map(z)])
     log_p_x_given_z = tf.reduce_sum(model.likelihood.log_prob(params, values), axis=[1, 2])
     return tf.reshape(log_p_x_given_z + log_p_z - log_q, [num_in_chunk, batch])
 
 
 def importance_log_likelihood(model, images, num_samples, chunk_size=None, seed=None):
     """Per-image log p(x) estimate in nats, [B] float32. See the module docstring."""
-    from vlae_tf.model import make_seed
-
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples: expected an int >= 1; got {num_samples!r}")
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected an int >= 1 or None; got {chunk_size!r}")
     chunk_size = min(chunk_size, num_samples)
-    images = model._check_images(images)
-    seed = make_seed(model.config.seed if seed is None else seed)
+    images = inputs.check_images(model.config, images)
+    seed = inputs.make_seed(model.config.seed if seed is None else seed)
     if not model.config.use_latent:  # no latent: the likelihood is exact
         return model.elbo(images)["elbo"]
 
     function = _compiled_chunk(model)
-    posterior = model.encoder(model._scale(images))
+    posterior = model.encoder(inputs.scale(model.config, images))
     total = None
     for start in range(0, num_samples, chunk_size):
         num_in_chunk = min(chunk_size, num_samples - start)

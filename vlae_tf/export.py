@@ -32,7 +32,7 @@ model's for the same arguments: `elbo` = `model.elbo(images)`, `log_likelihood` 
 eagerly, the SavedModel as an optimised graph), `sample` = `model.sample(num, seed,
 temperature, method="naive")` and `decompress` = `model.decompress(images, seed,
 temperature, method="naive")`, where an int seed `s` of the library is the int32[2] seed
-`[s, 24301]` (`vlae_tf.model.make_seed`). The draws are the reference sampler's (the
+`[s, 24301]` (`vlae_tf.inputs.make_seed`). The draws are the reference sampler's (the
 cached sampler with `exact=True`, without XLA, draws the same bits faster), so they are
 the same images as long as float rounding does not decide a draw: bit-identical in the
 tests for Bernoulli models; a logistic mixture's continuous draws are rounded to 8-bit
@@ -71,7 +71,8 @@ import keras
 import tensorflow as tf
 
 from vlae_tf import estimators
-from vlae_tf.model import make_seed
+from vlae_tf import inputs
+from vlae_tf.inputs import make_seed
 
 DEFAULT_SIGNATURE = "elbo"
 SIGNATURES = ("elbo", "log_likelihood", "encode", "decompress", "sample")
@@ -107,7 +108,7 @@ def _check_images(model, images):
         message=f"images: expected at least one image, shape [batch >= 1, {height}, {width}, "
                 f"{channels}]")
     with tf.control_dependencies([nonempty]):
-        return model._check_images(tf.identity(images))  # value range, in-graph assertion
+        return inputs.check_images(model.config, tf.identity(images))  # value range, in-graph assertion
 
 
 def _request_value(values, name, expected, batch=None):
@@ -169,7 +170,7 @@ def graph_log_likelihood(model, images, num_samples, chunk_size=None):
         return model._elbo_terms(images, seed)["elbo"]
     num_samples = tf.cast(num_samples, tf.int32)
     chunk = tf.minimum(tf.constant(chunk_size, tf.int32), num_samples)
-    posterior = model.encoder(model._scale(images))
+    posterior = model.encoder(inputs.scale(model.config, images))
     batch = tf.shape(images)[0]
 
     def body(start, total):
@@ -270,9 +271,9 @@ def graph_decompress(model, images, seed, temperature, method=None, generator=No
     """`model.decompress(images, seed, temperature, method)` on tensors."""
     generator = generator or functools.partial(generate, model, method=method)
     latent_seed, pixel_seed = _split_seed(seed)
-    posterior = model.encoder(model._scale(images))
+    posterior = model.encoder(inputs.scale(model.config, images))
     eps = tf.random.stateless_normal(tf.shape(posterior[0]), latent_seed)
-    z, _, _ = model._posterior_sample(posterior, eps)
+    z, _, _ = inputs.posterior_sample(posterior, eps, model.iaf)
     return generator(z, tf.shape(images)[0], pixel_seed, temperature)
 
 
@@ -318,7 +319,7 @@ def serving_functions(model, chunk_size: Optional[int] = None, method: Optional[
         return {"log_likelihood": tf.identity(value, name="log_likelihood")}
 
     def encode(images):
-        posterior = model.encoder(model._scale(images_input(images)))
+        posterior = model.encoder(inputs.scale(model.config, images_input(images)))
         return {"mean": tf.identity(posterior[0], name="mean"),
                 "scale": tf.identity(posterior[1], name="scale")}
 

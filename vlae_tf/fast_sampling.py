@@ -84,7 +84,7 @@ def float64_compute(*layers):
 
 
 def scale_values(model, values):
-    """Pixel values 0..max -> [-1, 1] in float64 (the decoder input, as `model._scale`)."""
+    """Pixel values 0..max -> [-1, 1] in float64 (the decoder input, as `inputs.scale`)."""
     return tf.cast(values, DTYPE) * (2.0 / model.config.max_value) - 1.0
 
 

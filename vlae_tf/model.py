@@ -23,29 +23,20 @@ import tensorflow as tf
 
 from vlae_tf import decoder as decoder_lib
 from vlae_tf import encoder as encoder_lib
+from vlae_tf import estimators
+from vlae_tf import inputs
 from vlae_tf import likelihoods
 from vlae_tf import objectives
 from vlae_tf import priors
+from vlae_tf import sampling
 from vlae_tf.callbacks import NonFiniteGuard
 from vlae_tf.config import VLAEConfig
 from vlae_tf.nn import layers as nn
 from vlae_tf.optimizers import default_optimizer
 
-HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
-INTEGER_DTYPES = (tf.uint8, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint16, tf.bool)
-
-
-def make_seed(seed) -> tf.Tensor:
-    """int -> int32[2] stateless seed; an int32[2]-like is passed through."""
-    if seed is None:
-        seed = 0
-    if isinstance(seed, (int, np.integer)):
-        return tf.constant([int(seed) % (2 ** 31 - 1), 0x5EED], dtype=tf.int32)
-    seed = tf.convert_to_tensor(seed)
-    if seed.shape.rank != 1 or seed.shape[0] != 2:
-        raise ValueError(f"seed: expected an int or an int32 tensor of shape [2]; "
-                         f"got shape {seed.shape}")
-    return tf.cast(seed, tf.int32)
+# Re-exported: callers have used vlae_tf.model.make_seed.
+make_seed = inputs.make_seed
+HALF_LOG_TWO_PI = inputs.HALF_LOG_TWO_PI
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
@@ -272,53 +263,17 @@ class VLAE(keras.Model):
 
     # ------------------------------------------------------------------------- validation
     def _check_images(self, images, name="images"):
-        """Clear ValueErrors for wrong rank, size, dtype or values; returns a tensor."""
-        if isinstance(images, (tuple, list)) and images and not np.isscalar(images[0]):
-            images = images[0]
-        images = tf.convert_to_tensor(images)
-        height, width, channels = self.config.image_shape
-        expected = f"[batch, {height}, {width}, {channels}]"
-        if images.shape.rank != 4:
-            raise ValueError(f"{name}: expected a 4-D batch {expected}; got shape "
-                             f"{tuple(images.shape)}")
-        if tuple(images.shape[1:]) != (height, width, channels):
-            raise ValueError(f"{name}: expected shape {expected} (config.image_shape); got "
-                             f"{tuple(images.shape)}")
-        if images.dtype not in INTEGER_DTYPES:
-            raise ValueError(
-                f"{name}: expected integer pixel values (uint8) in [0, {self.config.max_value}];"
-                f" got dtype {images.dtype.name}. Cast after checking the values are integers.")
-        images = tf.cast(images, tf.int32)
-        message = (f"{name}: values must be in [0, {self.config.max_value}] for the "
-                   f"'{self.config.likelihood}' likelihood"
-                   + (" (binarize 8-bit images first)" if self.config.max_value == 1 else ""))
-        if tf.executing_eagerly():
-            if tf.size(images) > 0:
-                low, high = int(tf.reduce_min(images)), int(tf.reduce_max(images))
-                if low < 0 or high > self.config.max_value:
-                    raise ValueError(f"{message}; got values in [{low}, {high}]")
-        else:
-            with tf.control_dependencies([
-                    tf.debugging.assert_greater_equal(images, 0, message=message),
-                    tf.debugging.assert_less_equal(images, self.config.max_value,
-                                                   message=message)]):
-                images = tf.identity(images)
-        return images
+        """Clear ValueErrors for wrong rank, size, dtype or values (`inputs.check_images`)."""
+        return inputs.check_images(self.config, images, name)
 
     # ---------------------------------------------------------------------------- the model
     def _scale(self, values):
         """Pixel values 0..max -> [-1, 1], the networks' input range."""
-        return tf.cast(values, tf.float32) * (2.0 / self.config.max_value) - 1.0
+        return inputs.scale(self.config, values)
 
     def _posterior_sample(self, posterior, eps):
         """z = mean + scale * eps (+ IAF); returns z, log q(z|x) [B] and per-dim terms."""
-        mean, scale = posterior[0], posterior[1]
-        z = mean + scale * eps
-        log_q_dims = -0.5 * tf.square(eps) - tf.math.log(scale) - HALF_LOG_TWO_PI
-        log_q = tf.reduce_sum(log_q_dims, axis=-1)
-        if self.iaf is not None:
-            z, log_q = self.iaf(z, log_q, posterior[2])
-        return z, log_q, log_q_dims
+        return inputs.posterior_sample(posterior, eps, self.iaf)
 
     def _elbo_terms(self, images, seed, training=False, validate=True, noise=None):
         """Per-image terms: elbo, recon (= -log p(x|z)), kl (= log q - log p), kl_per_group.
@@ -387,24 +342,20 @@ class VLAE(keras.Model):
         z_k ~ q(z|x), K = num_samples, evaluated `chunk_size` samples at a time with a
         running logsumexp so memory stays bounded (paper: K=4096 binary, 512 CIFAR).
         """
-        from vlae_tf import estimators
         return estimators.importance_log_likelihood(
             self, images, num_samples, chunk_size=chunk_size, seed=seed)
 
     def sample(self, num, seed=None, temperature=1.0, method="cached"):
         """`num` images from the model: z from the prior, then x pixel by pixel (uint8)."""
-        from vlae_tf import sampling
         return sampling.sample(self, num, seed=seed, temperature=temperature, method=method)
 
     def decompress(self, images, seed=None, temperature=1.0, method="cached"):
         """Lossy decompression: z ~ q(z|x), x' ~ p(x|z). Keeps global structure of x."""
-        from vlae_tf import sampling
         return sampling.decompress(self, images, seed=seed, temperature=temperature,
                                    method=method)
 
     def _require_latent(self, what):
-        if not self.config.use_latent:
-            raise ValueError(f"{what}: this model has no latent code (config.use_latent=False)")
+        inputs.require_latent(self.config, what)
 
 
 def _reducible_logs(logs):

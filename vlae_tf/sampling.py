@@ -29,6 +29,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from vlae_tf import fast_sampling
+from vlae_tf import inputs
 
 METHODS = ("cached", "naive")
 DEFAULT_METHOD = "cached"
@@ -171,8 +172,7 @@ def prior_sampler(model):
 
 
 def _split_seed(model, seed):
-    from vlae_tf.model import make_seed
-    seed = make_seed(model.config.seed if seed is None else seed)
+    seed = inputs.make_seed(model.config.seed if seed is None else seed)
     seeds = tf.random.experimental.stateless_split(seed, 2)
     return seeds[0], seeds[1]
 
@@ -205,12 +205,12 @@ def decompress(model, images, seed=None, temperature=1.0, method=DEFAULT_METHOD,
     """
     _check_method(method)
     temperature = _check_temperature(temperature)
-    model._require_latent("decompress")
-    images = model._check_images(images)
+    inputs.require_latent(model.config, "decompress")
+    images = inputs.check_images(model.config, images)
     latent_seed, pixel_seed = _split_seed(model, seed)
-    posterior = model.encoder(model._scale(images))
+    posterior = model.encoder(inputs.scale(model.config, images))
     eps = tf.random.stateless_normal(tf.shape(posterior[0]), latent_seed)
-    z, _, _ = model._posterior_sample(posterior, eps)
+    z, _, _ = inputs.posterior_sample(posterior, eps, model.iaf)
     jit_compile = _resolve_jit(model, method, int(images.shape[0]), jit_compile)
     return _compiled(model, method, jit_compile)(
         z, tf.shape(images)[0], pixel_seed, tf.constant(temperature))
