@@ -38,7 +38,7 @@ import keras  # noqa: E402
 import pipelines  # noqa: E402
 
 from bench import common as bench_common  # noqa: E402
-from vlae_tf import diagnostics  # noqa: E402
+from vlae_tf import diagnostics, evaluation, images  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results", "claims")
 # Base preset by likelihood; both have the 5x3 window that is "the VLAE" of claims 3-5.
@@ -117,48 +117,62 @@ def run_config(name):
     return common.make_config(base_preset(), changes, seed=FLAGS.seed)
 
 
-def train_run(name):
-    """Trains (or finds) one run; returns its row for the tables."""
-    config = run_config(name)
-    options = train_lib.TrainOptions(
-        dataset=FLAGS.dataset, model_dir=run_dir(name), batch_size=FLAGS.batch_size,
+def train_options(model_dir):
+    """The budget and evaluation of every benchmark model (also bench.paper_vs_gated's)."""
+    return train_lib.TrainOptions(
+        dataset=FLAGS.dataset, model_dir=model_dir, batch_size=FLAGS.batch_size,
         steps=FLAGS.steps, eval_max_images=FLAGS.eval_images,
         eval_num_images=FLAGS.nll_images,
         eval_num_importance_samples=FLAGS.num_importance_samples, log_every=100,
-        diagnostics_images=0, verbose=2)
+        diagnostics_images=0, verbose=2,
+        select="last")  # the claims compare models at one training budget, not early-stopped
+
+
+def evaluation_columns(summary, config, nll=None):
+    """The table's numbers of one trained run: launch.train's summary (its ELBO, and its
+    IS-NLL unless `nll`, an importance_summary, is given)."""
+    elbo = summary["eval"]["elbo"]
+    nll = nll or summary["eval"]["importance_sampled"]
+    kl = elbo["kl_nats"] if config.use_latent else 0.0
+    return {"negative_elbo_nats": elbo["negative_elbo_nats"], "kl_nats": kl,
+            "kl_bits": kl / math.log(2.0), "recon_nats": elbo["recon_nats"],
+            "nll_nats": nll["nll_nats"], "nll_stderr": nll["nll_stderr"],
+            "nll_bits_per_dim": nll["bits_per_dim"], "train_steps": summary["step"],
+            "train_minutes": summary["train_seconds"] / 60.0}
+
+
+def train_run(name):
+    """Trains (or finds) one run; returns its row for the tables."""
+    config = run_config(name)
+    options = train_options(run_dir(name))
     print(f"\n=== {name}: {RUNS[name][0]} ===", flush=True)
     started = time.time()
     summary = train_lib.train(config, options)
-    evaluation = summary["eval"]
-    elbo, nll = evaluation["elbo"], evaluation["importance_sampled"]
     return {**latent_information(name, config), 
         "run": name, "description": RUNS[name][0],
         "window": "global" if config.window is None else "x".join(map(str, config.window)),
         "prior": config.prior if config.use_latent else "-",
         "iaf_steps": config.iaf_steps,
-        "negative_elbo_nats": elbo["negative_elbo_nats"],
-        "kl_nats": elbo["kl_nats"] if config.use_latent else 0.0,
-        "kl_bits": (elbo["kl_nats"] if config.use_latent else 0.0) / math.log(2.0),
-        "recon_nats": elbo["recon_nats"],
-        "nll_nats": nll["nll_nats"], "nll_stderr": nll["nll_stderr"],
-        "nll_bits_per_dim": nll["bits_per_dim"],
-        "train_steps": summary["step"], "train_minutes": summary["train_seconds"] / 60.0,
+        **evaluation_columns(summary, config),
         "wall_minutes_this_call": (time.time() - started) / 60.0,
         "model_dir": run_dir(name),
     }
 
 
-def latent_information(name, config):
+def latent_information(name, config, model=None):
     """How much z carries, beyond the KL: the index-code mutual information I(i; z) of the
     ELBO surgery (KL = MI + marginal KL, over the ELBO's test images; at most log N) and
     the active units. With hard free bits the KL is held near the floor by the objective,
     whatever z carries, so the MI is what tells a used code from an unused one. None for
-    models without a closed-form q(z|x) (no latent, IAF posterior)."""
+    models without a closed-form q(z|x) (no latent, IAF posterior). `model`: the trained
+    model (default: loaded from run_dir(name))."""
     if not config.use_latent or config.iaf_steps:
         return {"mutual_information_nats": None, "active_units": None}
-    model, _ = common.load_trained_model(run_dir(name))
-    images = common.eval_images(FLAGS.dataset, "test", FLAGS.eval_images, seed=FLAGS.seed)
-    latent = diagnostics.model_diagnostics(model, images, seed=[FLAGS.seed, 1])
+    if model is None:
+        model, _ = common.load_trained_model(run_dir(name))
+    test_images = pipelines.eval_images(FLAGS.dataset, "test", FLAGS.eval_images,
+                                        seed=FLAGS.seed)
+    latent = diagnostics.model_diagnostics(model, test_images, seed=[FLAGS.seed, 1])
     print(f"{name}: index-code MI {latent['mutual_information']:.2f} nats (<= log N "
           f"{latent['log_n']:.2f}), active units {latent['active_units']}/{config.latent_size}")
     return {"mutual_information_nats": latent["mutual_information"],
@@ -240,7 +254,8 @@ def fixed_z_row(rows):
     from information in z and how much from position."""
     model, _ = common.load_trained_model(run_dir("window_5x3"))
     # The IS-NLL rows' images: the first --nll_images of the fixed evaluation order.
-    test_images = common.eval_images(FLAGS.dataset, "test", FLAGS.nll_images, seed=FLAGS.seed)
+    test_images = pipelines.eval_images(FLAGS.dataset, "test", FLAGS.nll_images,
+                                        seed=FLAGS.seed)
     average_code = _features(model, probe_train_subset()[0]).mean(0)
     nll = []
     for start in range(0, len(test_images), 100):
@@ -249,14 +264,13 @@ def fixed_z_row(rows):
         log_px = tf.reduce_sum(
             model.likelihood.log_prob(model.decoder_params(values, code), values), axis=[1, 2])
         nll.append(-log_px.numpy())
-    mean, stderr = common._mean_and_stderr(np.concatenate(nll).astype(np.float64))
-    dims = float(np.prod(model.config.image_shape))
+    mean, stderr = evaluation.mean_and_stderr(np.concatenate(nll).astype(np.float64))
     return {
         "run": FIXED_Z_RUN, "description": "window_5x3's decoder with z fixed to the mean code",
         "window": "5x3", "prior": "-", "iaf_steps": 0,
         "negative_elbo_nats": mean, "recon_nats": mean, "kl_nats": 0.0, "kl_bits": 0.0,
         "mutual_information_nats": 0.0, "active_units": 0, "nll_nats": mean, "nll_stderr": stderr,
-        "nll_bits_per_dim": mean / (dims * math.log(2.0)),
+        "nll_bits_per_dim": evaluation.bits_per_dim(mean, model.config),
         "model_dir": run_dir("window_5x3"),
     }
 
@@ -338,16 +352,32 @@ def image_classifier(train_images, train_labels, seed):
                                   epochs=15, seed=seed)
 
 
+def class_judge():
+    """(judge, its accuracy on the real test images, (train images, labels), (test images,
+    labels)): the CNN that says whether decompressions keep the class, trained on the
+    probe subset; the test images are the ELBO rows' (the fixed order's first
+    --eval_images)."""
+    max_value = pipelines.info(FLAGS.dataset).max_value
+    train_images, train_labels = probe_train_subset()
+    test_images, test_labels = pipelines.eval_images(FLAGS.dataset, "test", FLAGS.eval_images,
+                                                     seed=FLAGS.seed, with_labels=True)
+    judge = image_classifier(train_images / max_value, train_labels, FLAGS.seed)
+    judge_real = accuracy(judge, test_images / max_value, test_labels)
+    print(f"judge CNN accuracy on real test images: {judge_real:.3f}")
+    return judge, judge_real, (train_images, train_labels), (test_images, test_labels)
+
+
+def class_kept(model, judge, test_images, test_labels):
+    """The fraction of decompressions x' ~ p(x|z), z ~ q(z|x) the judge gives x's class."""
+    decompressed = model.decompress(test_images, seed=FLAGS.seed).numpy()
+    return accuracy(judge, decompressed / pipelines.info(FLAGS.dataset).max_value, test_labels)
+
+
 def claim_5(rows, results_dir):
     seed = FLAGS.seed
     max_value = pipelines.info(FLAGS.dataset).max_value
-    train_images, train_labels = probe_train_subset()
-    # The ELBO rows' images: the fixed evaluation order's first --eval_images.
-    test_images, test_labels = common.eval_images(FLAGS.dataset, "test", FLAGS.eval_images,
-                                                  seed=seed, with_labels=True)
-    judge = image_classifier(train_images / max_value, train_labels, seed)
-    judge_real = accuracy(judge, test_images / max_value, test_labels)
-    print(f"judge CNN accuracy on real test images: {judge_real:.3f}")
+    judge, judge_real, (train_images, train_labels), (test_images, test_labels) = (
+        class_judge())
     result = {"judge_accuracy_real_test": judge_real, "chance": 0.1,
               "probe_train_images": int(len(train_images)),
               "test_images": int(len(test_images)), "models": {}}
@@ -355,19 +385,18 @@ def claim_5(rows, results_dir):
     for name in CLAIM_RUNS[5]:
         model, _ = common.load_trained_model(run_dir(name))
         probe = linear_probe(model, train_images, train_labels, test_images, test_labels, seed)
-        decompressed = model.decompress(test_images, seed=seed).numpy()
-        kept = accuracy(judge, decompressed / max_value, test_labels)
+        kept = class_kept(model, judge, test_images, test_labels)
         print(f"{name}: linear probe on E[z|x] {probe:.3f}; decompressions judged as the "
               f"original's class {kept:.3f}")
         result["models"][name] = {"linear_probe_accuracy": probe,
                                   "decompression_class_kept": kept,
                                   "kl_nats": rows[name]["kl_nats"]}
-        showcase = common.showcase_order(test_labels, 10)
+        showcase = pipelines.showcase_order(test_labels, 10)
         per_image = 5
         lossy = model.decompress(np.repeat(test_images[showcase], per_image, axis=0),
                                  seed=seed + 1).numpy()
-        grids[name] = common.image_grid(
-            common.decompression_rows(test_images[showcase], lossy, per_image), 6, max_value)
+        grids[name] = images.image_grid(
+            images.decompression_rows(test_images[showcase], lossy, per_image), 6, max_value)
     vlae, collapsed = result["models"]["window_5x3"], result["models"]["window_global"]
     holds = vlae["linear_probe_accuracy"] > 0.5 and vlae["decompression_class_kept"] > 0.5
     text = (f"VLAE 5x3: probe {vlae['linear_probe_accuracy']:.1%}, decompressions keep the "
@@ -470,11 +499,13 @@ def write_summary(results_dir):
 
 
 # ---------------------------------------------------------------------------------- main
-def command_line():
-    """The command that reproduces this variant (its non-default flags, spelled out)."""
-    parts = ["python3 -m bench.claims", f"--claim={','.join(FLAGS.claim)}"]
-    for name in ("dataset", "steps", "batch_size", "seed", "free_bits", "eval_images",
-                 "nll_images", "num_importance_samples", "probe_images"):
+def command_line(parts=None, names=("dataset", "steps", "batch_size", "seed", "free_bits",
+                                     "eval_images", "nll_images", "num_importance_samples",
+                                     "probe_images")):
+    """The command that reproduces this variant (its non-default flags, spelled out);
+    `parts`: the program (default: bench.claims with its --claim)."""
+    parts = list(parts or ["python3 -m bench.claims", f"--claim={','.join(FLAGS.claim)}"])
+    for name in names:
         if FLAGS[name].present or FLAGS[name].value != FLAGS[name].default:
             parts.append(f"--{name}={FLAGS[name].value:g}" if isinstance(FLAGS[name].value, float)
                          else f"--{name}={FLAGS[name].value}")

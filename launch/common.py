@@ -3,10 +3,13 @@
 * `define_config_flags` / `config_overrides` / `make_config`: one command-line flag per
   `VLAEConfig` field (generated from the dataclass), parsed into a validated config.
 * `check_dataset`: the config's image shape and likelihood must fit the dataset.
-* Files in a model_dir: atomic JSON and weight writes, `load_trained_model`.
-* `polyak_weights`: temporarily swap the optimizer's EMA (Polyak average) into the model.
-* Evaluation (`elbo_summary`, `importance_summary`) and PNG grids (`image_grid`,
-  `write_png`), used by train (final evaluation), evaluate, sample and quickstart.
+* Files in a model_dir: atomic JSON and weight writes, `load_trained_model` (the weights
+  the run selected: best validation ELBO or last epoch, `selected_weights`).
+* `sample_method`: the --sample_method flag, checked.
+
+Evaluation, EMA swapping and pictures are library code shared with users of `model.fit`
+(`vlae_tf.evaluation`, `vlae_tf.images`); the fixed evaluation and showcase subsets are
+`pipelines.eval_images` / `pipelines.showcase_images`; TensorBoard files `launch.summaries`.
 
 User mistakes raise `LaunchError` (a ValueError); `run_main` prints them as one line on
 stderr and exits with status 2 instead of a traceback.
@@ -14,10 +17,8 @@ stderr and exits with status 2 instead of a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import math
 import os
 import sys
 import typing
@@ -26,41 +27,24 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 import vlae_tf  # noqa: F401  (sets KERAS_BACKEND=tensorflow before keras is imported)
-import keras  # noqa: E402
 import pipelines  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from vlae_tf import config as config_lib  # noqa: E402
+from vlae_tf import files  # noqa: E402
+from vlae_tf import images  # noqa: E402
 from vlae_tf.config import VLAEConfig  # noqa: E402
 
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"  # how the data was fed (dataset, batch size, steps per epoch, ...)
-WEIGHTS_FILE = "model.weights.h5"  # Polyak-averaged weights: what evaluate / sample load
+WEIGHTS_FILE = "model.weights.h5"  # Polyak-averaged weights of the last epoch
+# Polyak-averaged weights of the epoch with the best validation ELBO (launch.train --select)
+BEST_WEIGHTS_FILE = "best.weights.h5"
+# Which weights evaluate / sample / export load (run.json "select"; see selected_weights).
+SELECTIONS = ("best_validation", "last")
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
 EVAL_IS_FILE = "eval_is.json"
 CHECKPOINT_DIR = "checkpoints"
-EVAL_ORDER = "random order of the split, seed pipelines.SPLIT_SEED"  # see eval_images
 TENSORBOARD_DIR = "tensorboard"
-
-# The dataset a preset is meant for; `--dataset` overrides it.
-DEFAULT_DATASETS = {
-    "mnist_paper": "mnist",
-    "omniglot_paper": "omniglot",
-    "caltech101_paper": "caltech101_silhouettes",
-    "cifar10_paper": "cifar10",
-    "cifar10_paper_4x2": "cifar10",
-    "cifar10_paper_5x3": "cifar10",
-    "cifar10_paper_7x4": "cifar10",
-    "cifar10_paper_7x4_gray": "cifar10",
-    "mnist_cpu": "mnist5k_binary",
-    "fashion_mnist_cpu": "fashion_mnist",
-    "cifar10_cpu": "cifar10",
-    "factorized_vae_cpu": "mnist5k_binary",
-    "unconditional_cpu": "mnist5k_binary",
-    "global_cpu": "mnist5k_binary",
-    "standard_normal_prior_cpu": "mnist5k_binary",
-    "iaf_posterior_cpu": "mnist5k_binary",
-}
 
 # String fields of VLAEConfig with a fixed set of values (become enum flags).
 _CONFIG_CHOICES = {
@@ -86,7 +70,21 @@ def run_main(main, program: str):
             return main(argv)
         except (LaunchError, pipelines.DatasetNotFoundError) as error:
             fail(program, str(error))
+        except Exception as error:  # a full disk, wherever it struck: one line, not a trace
+            if not files.is_disk_full(error):
+                raise
+            fail(program, disk_full_message(error))
     return wrapped
+
+
+def disk_full_message(error: BaseException) -> str:
+    """One line for ENOSPC: the path and the space needed (DiskFullError) or left."""
+    if not isinstance(error, files.DiskFullError):
+        path = files.disk_full_path(error)
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        error = files.DiskFullError(path) if path else f"no space left on device: {lines[0]}"
+    return (f"{error}; free some space and run the same command again (a training run "
+            f"resumes from its last complete checkpoint)")
 
 
 def fail(program: str, message: str):
@@ -248,10 +246,6 @@ def make_config(preset: str, overrides: Optional[Dict[str, Any]] = None,
         raise LaunchError(str(error)) from None
 
 
-def default_dataset(preset: str) -> Optional[str]:
-    return DEFAULT_DATASETS.get(preset)
-
-
 def check_dataset(config: VLAEConfig, dataset: str):
     """The dataset's DatasetInfo; LaunchError when it does not fit the config."""
     try:
@@ -287,12 +281,9 @@ def write_json_atomic(path: str, value) -> None:
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    """`vlae_tf.files.write_bytes_atomic` of UTF-8 text: the temporary is removed on any
+    failure (it was left as a 0-byte `config.json.tmp<pid>` on a full disk)."""
+    files.write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _json_default(value):
@@ -311,13 +302,35 @@ def read_json(path: str):
 
 
 def save_weights_atomic(model, path: str) -> None:
-    """model.save_weights to a temporary `.weights.h5` next to `path`, then os.replace."""
-    suffix = ".weights.h5"
+    """model.save_weights to a temporary `.weights.h5` next to `path`, then os.replace.
+
+    The free space is checked first (DiskFullError: Keras' HDF5 writer running out of
+    space mid-file printed hundreds of lines of HDF5 errors, then segfaulted); the
+    temporary is removed if the write fails anyway."""
+    suffix = files.WEIGHTS_SUFFIX
     if not path.endswith(suffix):
         raise ValueError(f"{path}: Keras weight files must end in {suffix}")
-    temporary = f"{path[:-len(suffix)]}.tmp{os.getpid()}{suffix}"
-    model.save_weights(temporary)
-    os.replace(temporary, path)
+    needed = weights_file_bytes(model)
+    files.check_free_space(path, needed)
+    with files.atomic_write(path, needed) as temporary:
+        model.save_weights(temporary)
+
+
+def weights_file_bytes(model) -> int:
+    """A generous estimate of `model.save_weights`' file size: every variable of the model
+    and of its optimizer (Keras saves both), plus HDF5's per-dataset and per-file overhead."""
+    variables = {id(variable): variable for variable in model.weights}
+    optimizer = getattr(model, "optimizer", None)
+    for variable in getattr(optimizer, "variables", None) or ():
+        variables.setdefault(id(variable), variable)
+    data = 0
+    for variable in variables.values():
+        try:
+            itemsize = np.dtype(str(variable.dtype)).itemsize
+        except TypeError:  # e.g. bfloat16, which numpy does not name
+            itemsize = 4
+        data += int(np.prod(variable.shape)) * itemsize
+    return int(1.1 * data) + 4096 * len(variables) + (1 << 20)
 
 
 def load_config(model_dir: str) -> VLAEConfig:
@@ -333,306 +346,57 @@ def load_run(model_dir: str) -> Dict[str, Any]:
     return read_json(path) if os.path.exists(path) else {}
 
 
-def load_trained_model(model_dir: str):
-    """(model with the Polyak-averaged weights of model_dir, run info dict)."""
+def selected_weights(model_dir: str, select: Optional[str] = None) -> str:
+    """Path of the Polyak-averaged weights `select` names in a launch.train model_dir.
+
+    None: the run's own choice (run.json "select"; runs from before selection existed:
+    "last"). "best_validation": best.weights.h5, the epoch with the best validation ELBO
+    (run.json "selection" says which); "last": model.weights.h5, the last epoch.
+    """
+    if select is not None and select not in SELECTIONS:
+        raise LaunchError(f"--select: expected one of {', '.join(SELECTIONS)} (or nothing: "
+                          f"the run's choice); got {select!r}")
+    load_config(model_dir)  # not a launch.train model_dir at all: say that first
+    run = load_run(model_dir)
+    select = select or run.get("select", "last")
+    if select == "last":
+        path = os.path.join(model_dir, WEIGHTS_FILE)
+        if not os.path.exists(path):
+            raise LaunchError(f"{path} not found: training has not finished an epoch yet")
+        return path
+    selection = run.get("selection") or {}
+    if selection.get("select") != "best_validation":
+        why = ("it trained on train+validation, so no images were held out"
+               if run.get("train_on") == pipelines.TRAIN_AND_VALIDATION else
+               "no epoch has finished with a finite validation ELBO (or the run used "
+               "--select=last)")
+        raise LaunchError(f"{model_dir} has no best-validation weights: {why}; "
+                          f"use --select=last for the last epoch's weights")
+    path = os.path.join(model_dir, BEST_WEIGHTS_FILE)
+    if not os.path.exists(path):
+        raise LaunchError(f"{path} not found, though {RUN_FILE} selects epoch "
+                          f"{selection.get('epoch')}: re-run the training command to "
+                          f"rewrite it, or use --select=last")
+    return path
+
+
+def load_trained_model(model_dir: str, select: Optional[str] = None):
+    """(model with the selected Polyak-averaged weights of model_dir, run info dict).
+
+    `select`: see `selected_weights` (default: what the run selected).
+    """
     config = load_config(model_dir)
-    weights = os.path.join(model_dir, WEIGHTS_FILE)
-    if not os.path.exists(weights):
-        raise LaunchError(f"{weights} not found: training has not finished an epoch yet")
+    weights = selected_weights(model_dir, select)
     model = vlae_tf.VLAE(config)
     model.load_weights(weights)
     return model, load_run(model_dir)
 
 
-# ----------------------------------------------------------------------- Polyak averaging
-def ema_optimizer(model):
-    """The optimizer holding the EMA, looking through wrappers (e.g. a LossScaleOptimizer
-    that skips non-finite steps); None without an optimizer or without EMA."""
-    optimizer = getattr(model, "optimizer", None)
-    for _ in range(4):
-        if optimizer is None:
-            return None
-        if getattr(optimizer, "use_ema", False):
-            return optimizer
-        optimizer = getattr(optimizer, "inner_optimizer", None)
-    return None
-
-
-def training_state(model) -> Dict[str, float]:
-    """Non-trainable training state worth logging (soft free bits' gamma, skipped steps)."""
-    values = {}
-    for name in ("soft_kl_weight", "kl_weight", "nonfinite_steps"):
-        variable = getattr(model, name, None)
-        if variable is not None and hasattr(variable, "numpy"):
-            values[name] = float(variable.numpy())
-    return values
-
-
-@contextlib.contextmanager
-def polyak_weights(model):
-    """Within the block the model holds the optimizer's EMA (Polyak-averaged) weights.
-
-    The raw training weights are copied out before and assigned back after, bit for bit,
-    so training continues exactly as if nothing happened. Yields True if weights were
-    swapped (False: no optimizer, no EMA, or no training step taken yet).
-    """
-    optimizer = ema_optimizer(model)
-    averages = getattr(optimizer, "_model_variables_moving_average", None)
-    if optimizer is None or not averages or int(optimizer.iterations.numpy()) == 0:
-        yield False
-        return
-    variables = model.trainable_weights
-    if len(variables) != len(averages):
-        raise RuntimeError(f"EMA has {len(averages)} variables, model {len(variables)}")
-    raw = [variable.numpy() for variable in variables]
-    try:
-        for variable, average in zip(variables, averages):
-            if average is not None:
-                variable.assign(average)
-        yield True
-    finally:
-        for variable, value in zip(variables, raw):
-            variable.assign(value)
-
-
-# ------------------------------------------------------------------------------ evaluation
-def bits_per_dim(nats_per_image, config: VLAEConfig) -> float:
-    return float(nats_per_image) / (config.num_dims * math.log(2.0))
-
-
-def eval_images(dataset: str, split: str, max_images: Optional[int], data_dir=None,
-                seed: int = 0, with_labels: bool = False):
-    """A split's images in a fixed random order, cut to `max_images` (None: all).
-
-    The order comes from `pipelines.SPLIT_SEED`, not `seed`, so every run and every entry
-    point evaluates the same subset, and the first N images of a larger subset are the
-    N-image subset. A random subset rather than the first N in file order: some files are
-    sorted by class (mnist5k's test split starts with its 50 zeros). `seed` only draws the
-    binarization of dynamically binarized data. `with_labels`: (images, labels).
-    """
-    images, labels = pipelines.load_arrays(dataset, split, data_dir=data_dir, seed=int(seed))
-    order = np.random.default_rng(pipelines.SPLIT_SEED).permutation(len(images))
-    selected = order[:max_images] if max_images else order
-    return (images[selected], labels[selected]) if with_labels else images[selected]
-
-
-def showcase_images(dataset: str, split: str, count: int, data_dir=None,
-                    seed: int = 0) -> np.ndarray:
-    """`count` images of a split for pictures: one per class in turn (the first of each
-    class in file order, then the second, ...), so a grid shows every class even when the
-    file is sorted by label. Unlabeled data: the first `count` images."""
-    images, labels = pipelines.load_arrays(dataset, split, data_dir=data_dir, seed=int(seed))
-    return images[showcase_order(labels, count)]
-
-
-def showcase_order(labels: np.ndarray, count: int) -> np.ndarray:
-    """Indices: the first example of each class (in class order), then the second, ..."""
-    labels = np.asarray(labels)
-    if (labels < 0).all():
-        return np.arange(min(count, len(labels)))
-    rank = np.empty(len(labels), np.int64)  # position of each example within its class
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        rank[members] = np.arange(len(members))
-    return np.lexsort((labels, rank))[:count]
-
-
-def _compiled_elbo(model):
-    function = getattr(model, "_launch_elbo_function", None)
-    if function is None:
-        function = tf.function(lambda images, seed: model.elbo(images, seed),
-                               reduce_retracing=True)
-        model._launch_elbo_function = function
-    return function
-
-
-def per_image_elbo(model, images: np.ndarray, batch_size: int = 256, seed: int = 0):
-    """Per-image {"elbo", "recon", "kl"} (nats) as numpy arrays, in batches."""
-    from vlae_tf.model import make_seed
-
-    function = _compiled_elbo(model)
-    seed_tensor = make_seed(int(seed))
-    parts = {"elbo": [], "recon": [], "kl": []}
-    for start in range(0, len(images), batch_size):
-        terms = function(tf.constant(images[start:start + batch_size]), seed_tensor)
-        for key in parts:
-            parts[key].append(terms[key].numpy())
-    return {key: np.concatenate(value) for key, value in parts.items()}
-
-
-def _mean_and_stderr(values):
-    values = np.asarray(values, np.float64)
-    stderr = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-    return float(values.mean()), stderr
-
-
-def elbo_summary(model, images: np.ndarray, batch_size: int = 256, seed: int = 0) -> dict:
-    """Mean negative ELBO, reconstruction and KL (nats per image) and bits/dim."""
-    terms = per_image_elbo(model, images, batch_size, seed)
-    negative_elbo, stderr = _mean_and_stderr(-terms["elbo"])
-    return {
-        "num_images": int(len(images)),
-        "negative_elbo_nats": negative_elbo,
-        "negative_elbo_stderr": stderr,
-        "recon_nats": float(np.mean(terms["recon"])),
-        "kl_nats": float(np.mean(terms["kl"])),
-        "bits_per_dim": bits_per_dim(negative_elbo, model.config),
-        "seed": int(seed),
-    }
-
-
-def importance_summary(model, images: np.ndarray, num_samples: int, batch_size: int = 10,
-                       chunk_size: Optional[int] = None, seed: int = 0,
-                       progress: bool = True) -> dict:
-    """Importance-sampled NLL -log p(x) with K=num_samples, with a progress bar and ETA.
-
-    Images go `batch_size` at a time through `model.importance_log_likelihood`, whose
-    samples go `chunk_size` at a time (memory ~ batch_size * chunk_size decoder passes).
-    Each batch draws its own noise (seed [seed, index of its first image]), so the result
-    is reproducible for the same (seed, K, batch_size) and does not depend on chunk_size.
-    """
-    if chunk_size is None:  # ~1,024 decoder images per pass keeps memory modest
-        chunk_size = max(1, min(num_samples, 1024 // max(1, batch_size)))
-    progbar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
-    log_px = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        batch_seed = tf.constant([int(seed), start], tf.int32)
-        values = model.importance_log_likelihood(batch, num_samples, chunk_size=chunk_size,
-                                                 seed=batch_seed).numpy()
-        log_px.append(values)
-        if progbar is not None:
-            running = -float(np.mean(np.concatenate(log_px)))
-            progbar.add(len(batch), values=[("nll_nats", running)])
-    nll, stderr = _mean_and_stderr(-np.concatenate(log_px))
-    return {
-        "num_images": int(len(images)),
-        "num_importance_samples": int(num_samples),
-        "nll_nats": nll,
-        "nll_stderr": stderr,
-        "bits_per_dim": bits_per_dim(nll, model.config),
-        "chunk_size": int(chunk_size),
-        "seed": int(seed),
-    }
-
-
-# ----------------------------------------------------------------------------- TensorBoard
-# Written as raw Summary protos with TensorFlow's own writer: tf.summary.scalar/image live
-# in the `tensorboard` package, which TensorFlow 2.21 does not install. TensorBoard reads
-# these (simple_value scalars, PNG images) like its own; `pip install tensorboard` to view.
-def write_scalars(writer, step: int, values: Dict[str, float]) -> None:
-    from tensorflow.core.framework import summary_pb2
-
-    summary = summary_pb2.Summary(value=[
-        summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
-        for tag, value in values.items()])
-    with writer.as_default():
-        tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(step))
-
-
-def write_image(writer, step: int, tag: str, image: np.ndarray) -> None:
-    """One uint8 [H, W, C] image as a PNG image summary."""
-    from tensorflow.core.framework import summary_pb2
-
-    height, width, channels = image.shape
-    png = tf.io.encode_png(tf.constant(image, tf.uint8)).numpy()
-    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
-        tag=tag, image=summary_pb2.Summary.Image(
-            height=height, width=width, colorspace=channels, encoded_image_string=png))])
-    with writer.as_default():
-        tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(step))
-
-
-def read_summaries(directory: str):
-    """[(step, tag, kind)] of every summary under `directory` (for tests and checks)."""
-    import glob
-
-    from tensorflow.core.util import event_pb2
-
-    found = []
-    for path in sorted(glob.glob(os.path.join(directory, "**", "events.out.tfevents.*"),
-                                 recursive=True)):
-        for record in tf.data.TFRecordDataset(path):
-            event = event_pb2.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                found.append((int(event.step), value.tag, value.WhichOneof("value"),
-                              value.simple_value))
-    return found
-
-
-# ---------------------------------------------------------------------------------- images
+# -------------------------------------------------------------------------- sampler flag
 def sample_method(requested: str = "auto") -> str:
-    """'auto' -> the fastest sampler vlae_tf.sampling offers (identical draws by design)."""
-    from vlae_tf import sampling
-
-    methods = tuple(getattr(sampling, "METHODS", ("naive",)))
-    if requested == "auto":
-        return "cached" if "cached" in methods else methods[0]
-    if requested not in methods:
-        raise LaunchError(f"unknown sampling method {requested!r}; valid: "
-                          f"auto, {', '.join(methods)}")
-    return requested
-
-
-def image_grid(images, columns: int, max_value: int = 255, pad: int = 2,
-               zoom: int = 1, pad_value: int = 128) -> np.ndarray:
-    """uint8 [N, H, W, C] -> one uint8 [rows*(H+pad)+pad, ..., C] image (0..255).
-
-    Binary images (max_value 1) are scaled to 0/255; `zoom` repeats pixels.
-    """
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"images: expected [N, H, W, C]; got shape {images.shape}")
-    images = images.astype(np.float32) * (255.0 / max_value)
-    images = np.clip(np.round(images), 0, 255).astype(np.uint8)
-    if zoom > 1:
-        images = images.repeat(zoom, axis=1).repeat(zoom, axis=2)
-    count, height, width, channels = images.shape
-    columns = max(1, min(columns, count))
-    rows = max(1, math.ceil(count / columns))
-    grid = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad, channels),
-                   pad_value, np.uint8)
-    for index in range(count):
-        row, column = divmod(index, columns)
-        top, left = pad + row * (height + pad), pad + column * (width + pad)
-        grid[top:top + height, left:left + width] = images[index]
-    return grid
-
-
-def write_png(path: str, image: np.ndarray) -> str:
-    """Writes a uint8 [H, W, C] image with tf.io.encode_png (atomically)."""
-    data = tf.io.encode_png(tf.constant(image, tf.uint8)).numpy()
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
-    return path
-
-
-def decompression_rows(originals, decompressions, per_image: int):
-    """[n images] + [n*per_image decompressions, image-major] -> rows: original, d1..dk."""
-    rows = []
-    for index in range(len(originals)):
-        rows.append(originals[index:index + 1])
-        rows.append(decompressions[index * per_image:(index + 1) * per_image])
-    return np.concatenate(rows)
-
-
-def samples_and_decompressions(model, originals, num_samples: int, per_image: int,
-                               seed: int = 0, temperature: float = 1.0,
-                               method: str = "auto"):
-    """(prior samples [num_samples], decompression rows [n*(1+per_image)]) as uint8 arrays.
-
-    Decompressions of each original are drawn in one batch (the image repeated per_image
-    times), so every copy gets its own z ~ q(z|x) and its own pixel noise.
-    """
-    method = sample_method(method)
-    samples = model.sample(int(num_samples), seed=int(seed), temperature=float(temperature),
-                           method=method).numpy()
-    rows = None
-    if model.config.use_latent and originals is not None and len(originals):
-        repeated = np.repeat(np.asarray(originals), per_image, axis=0)
-        lossy = model.decompress(repeated, seed=int(seed) + 1, temperature=float(temperature),
-                                 method=method).numpy()
-        rows = decompression_rows(np.asarray(originals), lossy, per_image)
-    return samples, rows
+    """--sample_method / --method -> a sampler name (`vlae_tf.images.resolve_sample_method`);
+    a bad name is a LaunchError (one line on stderr), not a traceback."""
+    try:
+        return images.resolve_sample_method(requested)
+    except ValueError as error:
+        raise LaunchError(str(error)) from None

@@ -2,8 +2,9 @@
 
     python -m launch.evaluate --model_dir=runs/mnist5k_cpu --num_importance_samples=4096
 
-Rebuilds the model from model_dir/config.json and its Polyak-averaged weights
-(model.weights.h5), estimates -log p(x) with K importance samples per image on --split
+Rebuilds the model from model_dir/config.json and the Polyak-averaged weights the run
+selected (best.weights.h5, the best validation ELBO, or model.weights.h5, the last epoch:
+run.json "selection"; --select overrides), estimates -log p(x) with K importance samples per image on --split
 (all of it, or a fixed random subset of --max_images images: the same subset in every run
 and in launch.train's final evaluation), with a progress bar and ETA, prints nats/image and
 bits/dim, and writes JSON (model_dir/eval_is.json, or --output).
@@ -21,7 +22,7 @@ from launch import common
 from launch.common import LaunchError
 
 import pipelines  # noqa: E402
-from vlae_tf import diagnostics  # noqa: E402
+from vlae_tf import diagnostics, evaluation  # noqa: E402
 
 
 def evaluate(model_dir: str, num_importance_samples: int = 4096,
@@ -29,31 +30,36 @@ def evaluate(model_dir: str, num_importance_samples: int = 4096,
              chunk_size: Optional[int] = None, batch_size: int = 10, seed: int = 0,
              dataset: Optional[str] = None, data_dir: Optional[str] = None,
              output: Optional[str] = None, progress: bool = True, log=print,
-             diagnostics_images: int = 500) -> dict:
+             diagnostics_images: int = 500, select: Optional[str] = None) -> dict:
     """Importance-sampled NLL (and the ELBO on the same images) -> dict, also written as JSON.
+
+    `select`: which weights ("best_validation", "last"; None: the run's choice).
 
     With `diagnostics_images` > 0 also the latent diagnostics on that many of the images:
     per-dimension KL, active units and the ELBO surgery (not for IAF posteriors)."""
     if num_importance_samples < 1:
         raise LaunchError(f"--num_importance_samples: expected an int >= 1; got "
                           f"{num_importance_samples}")
-    model, run = common.load_trained_model(model_dir)
+    weights = common.selected_weights(model_dir, select)
+    model, run = common.load_trained_model(model_dir, select)
     dataset = dataset or run.get("dataset")
     if dataset is None:
         raise LaunchError(f"{model_dir}/run.json names no dataset: give --dataset")
     common.check_dataset(model.config, dataset)
-    images = common.eval_images(dataset, split, max_images, data_dir or run.get("data_dir"),
-                                seed=seed)
+    images = pipelines.eval_images(dataset, split, max_images, data_dir or run.get("data_dir"),
+                                   seed=seed)
     log(f"{model_dir}: -log p(x) with K={num_importance_samples} importance samples on "
         f"{len(images)} {dataset}/{split} images")
     start = time.time()
-    result = common.importance_summary(model, images, num_importance_samples,
-                                       batch_size=batch_size, chunk_size=chunk_size,
-                                       seed=seed, progress=progress)
+    result = evaluation.importance_summary(model, images, num_importance_samples,
+                                           batch_size=batch_size, chunk_size=chunk_size,
+                                           seed=seed, progress=progress)
     result["seconds"] = round(time.time() - start, 1)
-    result["elbo"] = common.elbo_summary(model, images, seed=seed)
+    result["elbo"] = evaluation.elbo_summary(model, images, seed=seed)
     result.update(model_dir=model_dir, dataset=dataset, split=split, batch_size=batch_size,
-                  order=common.EVAL_ORDER, weights=common.WEIGHTS_FILE)
+                  order=pipelines.EVAL_ORDER, weights=os.path.basename(weights))
+    if os.path.basename(weights) == common.BEST_WEIGHTS_FILE:
+        result["selection"] = run.get("selection")
     state_path = os.path.join(model_dir, common.CHECKPOINT_DIR, "latest.json")
     if os.path.exists(state_path):
         latest = common.read_json(state_path)
@@ -99,6 +105,9 @@ def define_flags(flag_values=flags.FLAGS) -> None:
     flags.DEFINE_integer("diagnostics_images", 500, "Images for the latent diagnostics "
                          "(per-dimension KL, active units, ELBO surgery); 0 disables.",
                          lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_enum("select", None, list(common.SELECTIONS), "Weights to evaluate: "
+                      "best_validation or last (default: what the run selected, run.json).",
+                      flag_values=flag_values)
     flags.mark_flag_as_required("model_dir", flag_values=flag_values)
 
 
@@ -107,7 +116,7 @@ def main(argv, flag_values=None):
     f = flag_values or flags.FLAGS
     evaluate(f.model_dir, f.num_importance_samples, f.max_images, f.split, f.chunk_size,
              f.batch_size, f.seed, f.dataset, f.data_dir, f.output,
-             diagnostics_images=f.diagnostics_images)
+             diagnostics_images=f.diagnostics_images, select=f.select)
 
 
 if __name__ == "__main__":

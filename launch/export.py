@@ -9,8 +9,9 @@ Writes `<export_dir>/<version>/` (by default one more than the largest existing 
 log_likelihood, encode, decompress and sample (see `vlae_tf/export.py` and README,
 "Serving"), and prints them.
 
-The model: by default the Polyak-averaged weights a `launch.train` model_dir holds
-(`config.json` + `model.weights.h5`, what evaluate and sample load). `--weights` picks
+The model: by default the Polyak-averaged weights a `launch.train` model_dir selected
+(`config.json` + `best.weights.h5` or `model.weights.h5`, see run.json "selection"; what
+evaluate and sample load). `--weights` picks
 another file: a `.weights.h5` (with `--config_json`, default `<model_dir>/config.json`),
 a `.keras` file (no config needed), or a `tf.train.Checkpoint` prefix holding the model
 under the key "model".
@@ -43,7 +44,7 @@ def load_model(model_dir: Optional[str] = None, config_json: Optional[str] = Non
                               "--weights")
         if config_json is None:
             return common.load_trained_model(model_dir)[0]
-        weights = os.path.join(model_dir, common.WEIGHTS_FILE)
+        weights = common.selected_weights(model_dir)
     if weights.endswith(".keras"):
         if not os.path.isfile(weights):
             raise LaunchError(f"--weights: {weights} not found")
@@ -114,7 +115,7 @@ def define_flags(flag_values=flags.FLAGS) -> None:
     flags.DEFINE_string("config_json", None, "VLAEConfig JSON (default "
                         "<model_dir>/config.json).", flag_values=flag_values)
     flags.DEFINE_string("weights", None, "A .weights.h5, .keras or tf.train checkpoint prefix "
-                        "(default <model_dir>/model.weights.h5).", flag_values=flag_values)
+                        "(default: the weights <model_dir> selected, run.json).", flag_values=flag_values)
     flags.DEFINE_integer("version", None, "Version number (default: largest existing + 1).",
                          lower_bound=1, flag_values=flag_values)
     flags.DEFINE_integer("chunk_size", None, "Importance samples per chunk in log_likelihood "

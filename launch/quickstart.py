@@ -23,6 +23,8 @@ from launch import common
 from launch import sample as sample_lib
 from launch import train as train_lib
 
+import pipelines  # noqa: E402
+
 PRESET = "mnist_cpu"
 DATASET = "mnist5k_binary"
 MAX_EPOCHS = 60  # with the time budget, the cap that is never reached on 2 cores
@@ -52,7 +54,7 @@ def quickstart(model_dir: str = "runs/quickstart", minutes: float = 10.0,
         eval_num_importance_samples=num_importance_samples)
     result = train_lib.train(config, options, log=log)
     model, _ = common.load_trained_model(model_dir)
-    originals = common.showcase_images(DATASET, "test", num_decompressed, seed=config.seed)
+    originals = pipelines.showcase_images(DATASET, "test", num_decompressed, seed=config.seed)
     log(f"Drawing {num_samples} samples and {num_decompressed} x {decompressions} "
         f"decompressions...")
     paths = sample_lib.write_pngs(model, model_dir, originals, num=num_samples,

@@ -23,6 +23,7 @@ from launch import common
 from launch.common import LaunchError
 
 import pipelines  # noqa: E402
+from vlae_tf import images  # noqa: E402
 
 
 def write_pngs(model, out_dir: str, originals=None, num: int = 64, decompressions: int = 7,
@@ -37,17 +38,17 @@ def write_pngs(model, out_dir: str, originals=None, num: int = 64, decompression
     os.makedirs(out_dir, exist_ok=True)
     method = common.sample_method(method)
     start = time.time()
-    samples, rows = common.samples_and_decompressions(
+    samples, rows = images.samples_and_decompressions(
         model, originals, num, decompressions, seed=seed, temperature=temperature,
         method=method)
     max_value = model.config.max_value
-    paths = {"samples": common.write_png(
+    paths = {"samples": images.write_png(
         os.path.join(out_dir, "samples.png"),
-        common.image_grid(samples, int(math.ceil(math.sqrt(num))), max_value, zoom=zoom))}
+        images.image_grid(samples, int(math.ceil(math.sqrt(num))), max_value, zoom=zoom))}
     if rows is not None:
-        paths["decompressions"] = common.write_png(
+        paths["decompressions"] = images.write_png(
             os.path.join(out_dir, "decompressions.png"),
-            common.image_grid(rows, 1 + decompressions, max_value, zoom=zoom))
+            images.image_grid(rows, 1 + decompressions, max_value, zoom=zoom))
     elif originals is not None:
         log("No decompressions: this model has no latent code (use_latent=False).")
     log(f"Wrote {', '.join(paths.values())} ({method} sampler, {time.time() - start:.0f} s)")
@@ -66,8 +67,8 @@ def sample(model_dir: str, num: int = 64, seed: int = 0, temperature: float = 1.
         if dataset is None:
             raise LaunchError(f"{model_dir}/run.json names no dataset: give --dataset")
         common.check_dataset(model.config, dataset)
-        originals = common.showcase_images(dataset, split, num_images,
-                                           data_dir or run.get("data_dir"), seed=seed)
+        originals = pipelines.showcase_images(dataset, split, num_images,
+                                              data_dir or run.get("data_dir"), seed=seed)
     return write_pngs(model, out_dir or os.path.join(model_dir, "samples"), originals, num,
                       decompressions, seed, temperature, method, zoom, log)
 

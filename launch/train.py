@@ -8,10 +8,16 @@ Flags after a --flagfile override it (the last value wins). Every VLAEConfig fie
 flag (--window=7x4, --encoder_filters=16,32, --ema_momentum=none, ...): see --helpshort.
 
 model_dir receives: config.json (the VLAEConfig), run.json (dataset, batch size, steps per
-epoch), metrics.jsonl (one JSON line per --log_every steps and per epoch), tensorboard/,
-checkpoints/ (the exact training state at each epoch end, written atomically),
-model.weights.h5 (Polyak-averaged weights: what evaluate / sample load) and, at the end,
-eval.json (ELBO on the test split and importance-sampled NLL on a subset).
+epoch, --train_on, --select and the selected epoch), metrics.jsonl (one JSON line per
+--log_every steps and per epoch), tensorboard/, checkpoints/ (the exact training state at
+each epoch end, written atomically), model.weights.h5 (the last epoch's Polyak-averaged
+weights), best.weights.h5 (those of the epoch with the best validation ELBO) and, at the
+end, eval.json (ELBO on the test split and importance-sampled NLL on a subset) of the
+selected weights -- the ones evaluate / sample / export load.
+
+The paper's protocol: tune with --train_on=train (default; each epoch's Polyak-averaged
+weights are scored on the validation split and the best is selected), then retrain the
+final model with --train_on=train+validation (nothing held out: the last epoch's weights).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -29,6 +36,7 @@ from typing import Optional
 from absl import app, flags
 
 from launch import common
+from launch import summaries
 from launch.common import LaunchError
 
 import keras  # noqa: E402  (after launch.common: Keras on the TensorFlow backend)
@@ -36,7 +44,7 @@ import numpy as np  # noqa: E402
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import vlae_tf  # noqa: E402
-from vlae_tf import diagnostics, distribute  # noqa: E402
+from vlae_tf import diagnostics, distribute, evaluation, files, images  # noqa: E402
 
 DEFAULT_EPOCHS = 10
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
@@ -48,7 +56,13 @@ PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.AbortedError,
 METRIC_NAMES = ("loss", "elbo_nats", "recon_nats", "kl_nats", "bits_per_dim")
 # Options that fix the data stream and the step <-> epoch mapping: a resumed run must
 # use the same ones, or it would not continue the same training.
-RUN_KEYS = ("dataset", "batch_size", "steps_per_epoch", "max_train_examples")
+RUN_KEYS = ("dataset", "batch_size", "steps_per_epoch", "max_train_examples", "train_on")
+# What runs from before an option existed did, for the resume checks.
+_RUN_DEFAULTS = {"train_on": "train"}
+# --train_on: the train split, or train + validation (the paper's final retraining).
+TRAIN_ON = ("train", pipelines.TRAIN_AND_VALIDATION)
+# --select: which Polyak-averaged weights evaluate / sample / export load.
+SELECT_CHOICES = ("auto",) + common.SELECTIONS
 
 
 @dataclasses.dataclass
@@ -62,7 +76,12 @@ class TrainOptions:
     steps: Optional[int] = None  # total steps, rounded up to whole epochs
     steps_per_epoch: Optional[int] = None  # default: one pass over the train split
     data_dir: Optional[str] = None
-    max_train_examples: Optional[int] = None  # use only the first N train images
+    max_train_examples: Optional[int] = None  # use only the first N images of train_on
+    train_on: str = "train"  # or "train+validation": the final retraining, nothing held out
+    # Weights evaluate / sample / export load: "best_validation" (the epoch with the best
+    # validation ELBO), "last", or "auto" (best_validation on train, last on train+validation).
+    select: str = "auto"
+    validation_max_images: Optional[int] = None  # images scoring each epoch (None: all)
     log_every: int = 50  # steps between metrics.jsonl / TensorBoard lines (0: per epoch)
     image_every: int = 0  # steps between TensorBoard image grids (0: never)
     image_num: int = 16  # prior samples per grid (and 4 images x 3 decompressions)
@@ -70,7 +89,7 @@ class TrainOptions:
     eval_split: str = "test"
     eval_max_images: Optional[int] = None  # ELBO images (None: the whole split)
     eval_num_images: int = 200  # images for the importance-sampled NLL (0: skip it)
-    # (both are prefixes of one fixed random order of the split: common.eval_images)
+    # (both are prefixes of one fixed random order of the split: pipelines.eval_images)
     eval_num_importance_samples: int = 256
     eval_chunk_size: Optional[int] = None
     eval_batch_size: int = 10  # images per importance-sampling call
@@ -88,7 +107,7 @@ class TrainOptions:
         for name in ("batch_size", "keep_checkpoints", "eval_batch_size", "image_num"):
             _require(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
         for name in ("epochs", "steps", "steps_per_epoch", "max_train_examples",
-                     "eval_max_images"):
+                     "eval_max_images", "validation_max_images"):
             value = getattr(self, name)
             _require(value is None or value >= 1, name, "an int >= 1", value)
         for name in ("log_every", "image_every", "eval_num_images",
@@ -102,6 +121,15 @@ class TrainOptions:
                  f"one of {', '.join(pipelines.SPLITS)}", self.eval_split)
         _require(str(self.verbose) in ("auto", "0", "1", "2"), "verbose", "auto, 0, 1 or 2",
                  self.verbose)
+        _require(self.train_on in TRAIN_ON, "train_on", f"one of {', '.join(TRAIN_ON)}",
+                 self.train_on)
+        _require(self.select in SELECT_CHOICES, "select",
+                 f"one of {', '.join(SELECT_CHOICES)}", self.select)
+        if self.select == "best_validation" and self.train_on != "train":
+            raise LaunchError(f"--select=best_validation: expected --train_on=train (a "
+                              f"held-out validation split to select on); got --train_on="
+                              f"{self.train_on}, which trains on the validation images: use "
+                              f"--select=last (what --select=auto does there)")
         if not self.model_dir:
             raise LaunchError("model_dir: expected a directory path")
         _require(self.strategy in distribute.STRATEGIES, "strategy",
@@ -132,10 +160,14 @@ class Checkpoints:
     moments, the EMA averages) and `state.json` (epoch, step, time). It is
     written as `ckpt-<step>.tmp/` and renamed when complete; `latest.json` (replaced
     atomically) then points to it. A crash at any moment leaves `latest.json` pointing at
-    a complete checkpoint.
+    a complete checkpoint. A failed save (a full disk: DiskFullError) removes its
+    `.tmp/` directory and leaves `latest.json` as it was; `sweep` removes the `.tmp/` of a
+    save that was killed.
     """
 
     WEIGHTS = "train_state.weights.h5"
+    # The only names `latest.json` may hold (it is joined into a path): what `save` writes.
+    NAME = re.compile(r"ckpt-[0-9]{9}")
 
     def __init__(self, model_dir: str, keep: int = 2):
         self.directory = os.path.join(model_dir, common.CHECKPOINT_DIR)
@@ -145,8 +177,17 @@ class Checkpoints:
     def latest(self) -> Optional[dict]:
         if not os.path.exists(self.pointer):
             return None
-        state = common.read_json(self.pointer)
-        weights = os.path.join(self.directory, state["name"], self.WEIGHTS)
+        try:
+            state = common.read_json(self.pointer)
+        except (OSError, ValueError) as error:
+            raise LaunchError(f"{self.pointer}: not a readable checkpoint pointer ({error}); "
+                              f"delete {self.directory} to restart training from scratch")
+        name = state.get("name") if isinstance(state, dict) else None
+        if not (isinstance(name, str) and self.NAME.fullmatch(name)):
+            raise LaunchError(f"{self.pointer}: expected \"name\" of the form ckpt-<9 digits>"
+                              f" (what launch.train writes); got {name!r}; delete "
+                              f"{self.directory} to restart training from scratch")
+        weights = os.path.join(self.directory, name, self.WEIGHTS)
         if not os.path.exists(weights):
             raise LaunchError(f"{self.pointer} points to {weights}, which is missing; delete "
                               f"{self.directory} to restart training from scratch")
@@ -158,14 +199,25 @@ class Checkpoints:
         final = os.path.join(self.directory, name)
         temporary = final + ".tmp"
         shutil.rmtree(temporary, ignore_errors=True)
-        os.makedirs(temporary)
-        weights = os.path.join(temporary, self.WEIGHTS)
-        model.save_weights(weights)
-        with open(weights, "rb+") as handle:
-            os.fsync(handle.fileno())
-        common.write_json_atomic(os.path.join(temporary, "state.json"), state)
-        shutil.rmtree(final, ignore_errors=True)
-        os.rename(temporary, final)
+        # Space first: HDF5 running out of it mid-file printed ~830 lines of errors and
+        # segfaulted. The previous checkpoint is kept until this one is complete.
+        needed = common.weights_file_bytes(model)
+        files.check_free_space(final, needed)
+        try:
+            os.makedirs(temporary)
+            weights = os.path.join(temporary, self.WEIGHTS)
+            model.save_weights(weights)
+            with open(weights, "rb+") as handle:
+                os.fsync(handle.fileno())
+            common.write_json_atomic(os.path.join(temporary, "state.json"), state)
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(temporary, final)
+        except BaseException as error:  # incl. Ctrl-C: never leave a half checkpoint
+            files.remove_quietly(temporary)
+            if (isinstance(error, Exception) and not isinstance(error, files.DiskFullError)
+                    and files.is_disk_full(error)):
+                raise files.DiskFullError(final, needed) from error
+            raise
         common.write_json_atomic(self.pointer, dict(state, name=name))
         self._prune(keep_name=name)
 
@@ -180,6 +232,16 @@ class Checkpoints:
         if skipped:  # Keras only warns; a partial restore would silently change training
             raise LaunchError(f"{path} does not fit this model: {skipped[0]}")
 
+    def sweep(self) -> list:
+        """Removes the `.tmp/` directories of saves that were killed; returns their paths."""
+        if not os.path.isdir(self.directory):
+            return []
+        stale = [os.path.join(self.directory, entry) for entry in os.listdir(self.directory)
+                 if entry.startswith("ckpt-") and entry.endswith(".tmp")]
+        for path in stale:
+            files.remove_quietly(path)
+        return stale
+
     def _prune(self, keep_name):
         names = sorted(entry for entry in os.listdir(self.directory)
                        if entry.startswith("ckpt-"))
@@ -193,13 +255,15 @@ class Checkpoints:
 # ------------------------------------------------------------------------------- callbacks
 class _TrainingLog(keras.callbacks.Callback):
     """metrics.jsonl + TensorBoard scalars/images, checkpoints and EMA weights per epoch,
+    the validation ELBO that selects the best epoch's weights (with `validation_images`),
     and the time budget. Only the chief writes (other workers keep the same state)."""
 
     def __init__(self, model_dir, checkpoints, state, options, steps_per_epoch, writer,
-                 originals, log, diagnostic_images=None, chief=True):
+                 originals, log, diagnostic_images=None, chief=True, validation_images=None):
         super().__init__()
         self.chief = chief
         self.diagnostic_images = diagnostic_images
+        self.validation_images = validation_images
         self.steps_per_epoch = steps_per_epoch
         self.model_dir = model_dir
         self.checkpoints = checkpoints
@@ -243,14 +307,31 @@ class _TrainingLog(keras.callbacks.Callback):
             return
         # The checkpoint is the commit point, so it goes last: a kill before it makes the
         # re-run redo this epoch (dropping its metrics lines, overwriting the weights); a
-        # kill after it finds everything of this epoch written.
-        self._record("epoch", step, values, epoch_fraction=epoch + 1, seconds=seconds)
+        # kill after it finds everything of this epoch written. The best weights follow it
+        # (see _write_best_weights for why that order is safe).
+        scores, improved = {}, False
+        if self.validation_images is not None:
+            summary = validation_elbo(self.model, self.validation_images,
+                                      seed=self.model.config.seed)
+            scores = {f"validation_{key}": summary[key]
+                      for key in ("negative_elbo_nats", "recon_nats", "kl_nats")}
+            best = self.state.get("selection") or {}
+            value = summary["negative_elbo_nats"]
+            # Strictly better: a tie keeps the earlier epoch; NaN never wins.
+            improved = math.isfinite(value) and value < best.get(
+                "validation_negative_elbo_nats", math.inf)
+            if improved:
+                self.state["selection"] = _best_selection(epoch + 1, step, summary)
+        self._record("epoch", step, values, epoch_fraction=epoch + 1, seconds=seconds,
+                     extra=scores)
         if self.diagnostic_images is not None:
             self._latent_diagnostics(step, epoch + 1)
-        with common.polyak_weights(self.model):
+        with evaluation.polyak_weights(self.model):
             common.save_weights_atomic(self.model,
                                        os.path.join(self.model_dir, common.WEIGHTS_FILE))
         self.checkpoints.save(self.model, dict(self.state, metrics=values))
+        if improved:
+            _write_best_weights(self.model, self.model_dir, self.state["selection"])
         budget = self.options.max_minutes
         if budget is not None and (self.state["train_seconds"] + self.state["epoch_seconds"]
                                    > 60.0 * budget):
@@ -258,12 +339,13 @@ class _TrainingLog(keras.callbacks.Callback):
                      f"({self.state['train_seconds'] / 60:.1f} min of training): stopping.")
             self.model.stop_training = True
 
-    def _record(self, kind, step, values, epoch_fraction=None, seconds=None):
+    def _record(self, kind, step, values, epoch_fraction=None, seconds=None, extra=None):
         line = {"kind": kind, "step": step}
         if epoch_fraction is not None:
             line["epoch"] = epoch_fraction
         line.update({key: values[key] for key in METRIC_NAMES if key in values})
-        line.update(common.training_state(self.model))
+        line.update(extra or {})
+        line.update(evaluation.training_state(self.model))
         if seconds is not None:
             line["epoch_seconds"] = round(seconds, 3)
         line["time"] = round(time.time(), 3)
@@ -271,13 +353,13 @@ class _TrainingLog(keras.callbacks.Callback):
         prefix = "train" if kind == "step" else "epoch"
         scalars = {f"{prefix}/{key}": line[key] for key in line
                    if key not in ("kind", "step", "epoch", "time", "epoch_seconds")}
-        common.write_scalars(self.writer, step, scalars)
+        summaries.write_scalars(self.writer, step, scalars)
         self.writer.flush()
 
     def _latent_diagnostics(self, step, epoch):
         """KL = index-code MI + marginal KL and active units of the Polyak-averaged model on
         fixed validation images (vlae_tf.diagnostics), as a "latent" metrics.jsonl line."""
-        with common.polyak_weights(self.model):
+        with evaluation.polyak_weights(self.model):
             latent = diagnostics.model_diagnostics(self.model, self.diagnostic_images,
                                                    seed=[self.model.config.seed, 1])
         line = {"kind": "latent", "step": step, "epoch": epoch,
@@ -286,23 +368,78 @@ class _TrainingLog(keras.callbacks.Callback):
                 "marginal_kl_nats": latent["marginal_kl"],
                 "active_units": latent["active_units"], "images": len(self.diagnostic_images)}
         _append_jsonl(os.path.join(self.model_dir, common.METRICS_FILE), line)
-        common.write_scalars(self.writer, step, {f"latent/{key}": line[key] for key in line
-                                                 if key not in ("kind", "step", "epoch")})
+        summaries.write_scalars(self.writer, step, {f"latent/{key}": line[key] for key in line
+                                                    if key not in ("kind", "step", "epoch")})
         self.writer.flush()
 
     def _images(self, step):
-        with common.polyak_weights(self.model):
-            samples, rows = common.samples_and_decompressions(
+        with evaluation.polyak_weights(self.model):
+            samples, rows = images.samples_and_decompressions(
                 self.model, self.originals, self.options.image_num, per_image=3, seed=0,
                 method=self.options.sample_method)
         max_value = self.model.config.max_value
         columns = int(math.ceil(math.sqrt(len(samples))))
-        common.write_image(self.writer, step, "samples",
-                           common.image_grid(samples, columns, max_value))
+        summaries.write_image(self.writer, step, "samples",
+                              images.image_grid(samples, columns, max_value))
         if rows is not None:
-            common.write_image(self.writer, step, "decompressions",
-                               common.image_grid(rows, 4, max_value))
+            summaries.write_image(self.writer, step, "decompressions",
+                                  images.image_grid(rows, 4, max_value))
         self.writer.flush()
+
+
+def validation_elbo(model, images, seed):
+    """The ELBO summary (vlae_tf.evaluation.elbo_summary) of the Polyak-averaged weights on
+    the validation images: what selects the best epoch. The same images and seed every
+    epoch, so epochs differ only by their weights."""
+    with evaluation.polyak_weights(model):
+        return evaluation.elbo_summary(model, images, seed=seed)
+
+
+def _best_selection(epoch, step, summary):
+    return {"select": "best_validation", "weights": common.BEST_WEIGHTS_FILE,
+            "epoch": int(epoch), "step": int(step),
+            "validation_negative_elbo_nats": float(summary["negative_elbo_nats"]),
+            "validation_images": int(summary["num_images"]), "seed": int(summary["seed"])}
+
+
+def _write_best_weights(model, model_dir, selection):
+    """best.weights.h5 <- the Polyak-averaged weights now in the model's EMA; run.json's
+    "selection" <- selection.
+
+    Written after the checkpoint that records the selection, never before: a kill before
+    the checkpoint leaves the previous best file and record intact (the epoch is redone); a
+    kill between the two leaves the checkpoint naming an epoch whose weights are not in
+    best.weights.h5 yet -- but that epoch is then the checkpoint itself, whose EMA are
+    those weights, and train() rewrites them on resume (_repair_best_weights).
+    """
+    with evaluation.polyak_weights(model):
+        common.save_weights_atomic(model, os.path.join(model_dir, common.BEST_WEIGHTS_FILE))
+    _record_selection(model_dir, selection)
+
+
+def _record_selection(model_dir, selection):
+    path = os.path.join(model_dir, common.RUN_FILE)
+    common.write_json_atomic(path, dict(common.load_run(model_dir), selection=selection))
+
+
+def _repair_best_weights(model, model_dir, state, chief=True):
+    """After a restore: if the checkpoint is the selected epoch, (re)write its weights (a
+    kill may have come between its commit and _write_best_weights); the record either way.
+
+    Every worker calls it: under MultiWorkerMirroredStrategy, swapping in the EMA and
+    reading the weights outside `fit` are collectives, which hang or abort unless all
+    workers run them. Non-chief workers write to a temporary file and delete it."""
+    selection = state.get("selection")
+    if not chief:
+        if selection and selection["step"] == state["step"]:
+            import tempfile
+            with tempfile.TemporaryDirectory() as scratch, evaluation.polyak_weights(model):
+                model.save_weights(os.path.join(scratch, "best.weights.h5"))
+        return
+    if selection and selection["step"] == state["step"]:
+        _write_best_weights(model, model_dir, selection)
+    elif selection:
+        _record_selection(model_dir, selection)
 
 
 def _append_jsonl(path, line):
@@ -318,7 +455,14 @@ def _truncate_metrics(path, step):
         return
     with open(path) as handle:
         lines = [line for line in handle if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+
+    def keep(line):
+        try:
+            return json.loads(line).get("step", 0) <= step
+        except ValueError:  # torn by a kill or a full disk in the middle of an append
+            return False
+
+    kept = [line for line in lines if keep(line)]
     if len(kept) != len(lines):
         common.write_text_atomic(path, "".join(kept))
 
@@ -409,6 +553,11 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
     model_dir = options.model_dir
     os.makedirs(model_dir, exist_ok=True)
     checkpoints = Checkpoints(model_dir, options.keep_checkpoints)
+    if chief:  # what killed writes left (kill -9 mid-write): it would take the space we need
+        removed = files.sweep_temporaries(model_dir) + checkpoints.sweep()
+        if removed:
+            log(f"Removed {len(removed)} temporary file(s) of interrupted writes in "
+                f"{model_dir}: {', '.join(os.path.relpath(path, model_dir) for path in removed)}")
     config_path = os.path.join(model_dir, common.CONFIG_FILE)
     config_dict = _json_ready(config.to_dict())
     if os.path.exists(config_path):
@@ -418,12 +567,14 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
                 f"{model_dir} holds a run with a different config ({'; '.join(differences)}):"
                 f" use another --model_dir, or delete {model_dir} to start over")
     previous_run = common.load_run(model_dir)
-    for key in ("dataset", "batch_size", "max_train_examples"):
-        if previous_run and previous_run.get(key) != getattr(options, key):
+    for key in ("dataset", "batch_size", "max_train_examples", "train_on"):
+        before = previous_run.get(key, _RUN_DEFAULTS.get(key))
+        if previous_run and before != getattr(options, key):
             raise LaunchError(
-                f"{model_dir} was trained with --{key}={previous_run.get(key)}, not "
+                f"{model_dir} was trained with --{key}={before}, not "
                 f"{getattr(options, key)}: resuming needs the same data stream; use another "
                 f"--model_dir")
+    select = _resolve_select(options, previous_run, model_dir)
     if (previous_run and options.steps_per_epoch is not None
             and options.steps_per_epoch != previous_run.get("steps_per_epoch")):
         raise LaunchError(f"{model_dir} was trained with --steps_per_epoch="
@@ -434,12 +585,9 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
     keras.utils.set_random_seed(config.seed)  # initial weights; the data has its own seeds
 
     def train_stream():  # a fresh dataset object each time: its own shuffle/binarize state
-        return pipelines.load(options.dataset, "train", options.batch_size, seed=config.seed,
-                              data_dir=options.data_dir, repeat=True,
-                              max_examples=options.max_train_examples)
+        return training_data(options, config.seed, repeat=True)
 
-    one_pass = pipelines.load(options.dataset, "train", options.batch_size, seed=config.seed,
-                              data_dir=options.data_dir, max_examples=options.max_train_examples)
+    one_pass = training_data(options, config.seed)
     data_steps = int(one_pass.cardinality())
     if data_steps < 1:
         raise LaunchError(f"cannot tell how many batches one pass over {options.dataset} "
@@ -455,7 +603,9 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
                 f"with --{key}={getattr(options, key)} (same global batch, so the same "
                 f"training, up to floating-point differences).")
     run.update(strategy=options.strategy, replicas=replicas,
-               mixed_precision=options.mixed_precision)
+               mixed_precision=options.mixed_precision, select=select,
+               validation_max_images=options.validation_max_images,
+               selection=_last_selection(options) if select == "last" else None)
     if chief:
         common.write_json_atomic(config_path, config_dict)
         common.write_json_atomic(os.path.join(model_dir, common.RUN_FILE), run)
@@ -469,17 +619,18 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
             initial_epoch = int(state["epoch"])
             log(f"Resuming {model_dir} from its checkpoint after epoch {initial_epoch} "
                 f"(step {state['step']}).")
+            if select == "best_validation":  # the best so far is in the state
+                _repair_best_weights(model, model_dir, state, chief=chief)
         else:
             initial_epoch, state = 0, {"epoch": 0, "step": 0, "train_seconds": 0.0}
             if options.data_dependent_init:
-                first_batch = next(iter(train_stream()))
-                model.data_dependent_init(first_batch)
+                model.data_dependent_init(_data_init_images(train_stream()))
     if chief:
         _truncate_metrics(os.path.join(model_dir, common.METRICS_FILE), state["step"])
 
     total = epochs * steps_per_epoch
     log(f"Training {_describe(config)} on {options.dataset} ({data_steps} batches per pass "
-        f"over the train split): {epochs} epochs x {steps_per_epoch} steps of batch "
+        f"over the {options.train_on} split): {epochs} epochs x {steps_per_epoch} steps of batch "
         f"{options.batch_size} = {total:,} steps"
         + (f" (--steps={options.steps} rounded up to whole epochs)"
            if options.steps and total != options.steps else "")
@@ -489,6 +640,7 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
            f"images each" if replicas > 1 or options.strategy != "default" else "")
         + (f"; {options.mixed_precision}" if options.mixed_precision != "none" else "")
         + f"; model_dir {model_dir}" + ("" if chief else " (written by the chief only)"))
+    log("Selection: " + _describe_selection(select, options))
     budget_left = (options.max_minutes is None or state.get("train_seconds", 0.0)
                    + state.get("epoch_seconds", 0.0) <= 60.0 * options.max_minutes)
     trained = False
@@ -497,16 +649,22 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
             os.path.join(model_dir, common.TENSORBOARD_DIR, "train")) if chief else None)
         originals = None
         if chief and options.image_every and config.use_latent:
-            originals = common.showcase_images(options.dataset, options.eval_split, 4,
-                                               options.data_dir, seed=config.seed)
+            originals = pipelines.showcase_images(options.dataset, options.eval_split, 4,
+                                                  options.data_dir, seed=config.seed)
         diagnostic_images = None
         if (chief and options.diagnostics_images and config.use_latent
                 and config.iaf_steps == 0):
-            diagnostic_images = common.eval_images(options.dataset, "validation",
-                                                   options.diagnostics_images,
-                                                   options.data_dir, seed=config.seed)
+            diagnostic_images = pipelines.eval_images(options.dataset, "validation",
+                                                      options.diagnostics_images,
+                                                      options.data_dir, seed=config.seed)
+        validation_images = None
+        if chief and select == "best_validation":
+            validation_images = pipelines.eval_images(options.dataset, "validation",
+                                                      options.validation_max_images,
+                                                      options.data_dir, seed=config.seed)
         callback = _TrainingLog(model_dir, checkpoints, state, options, steps_per_epoch,
-                                writer, originals, log, diagnostic_images, chief=chief)
+                                writer, originals, log, diagnostic_images, chief=chief,
+                                validation_images=validation_images)
         data = train_stream().skip(initial_epoch * steps_per_epoch)
         if options.strategy == "multi_worker":
             data = distribute.collective_friendly(data)
@@ -529,10 +687,84 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
                 "train_seconds": state.get("train_seconds", 0.0),
                 "train_metrics": state.get("metrics", {}), "eval": None}
     state = checkpoints.latest() or state
-    evaluation = final_evaluation(model, options, state, log)
+    selection = common.load_run(model_dir).get("selection")
+    if select == "best_validation" and state["step"] > 0:
+        # Evaluate what evaluate / sample / export will load (the model holds the last
+        # epoch's average).
+        model.load_weights(common.selected_weights(model_dir))
+        log(f"Evaluating the selected weights: epoch {selection['epoch']} (step "
+            f"{selection['step']}), the best validation -ELBO "
+            f"{selection['validation_negative_elbo_nats']:.2f} nats over "
+            f"{selection['validation_images']} images.")
+    final_eval = final_evaluation(model, options, state, log, selection=selection)
     return {"model_dir": model_dir, "epochs": state["epoch"], "step": state["step"],
             "train_seconds": state.get("train_seconds", 0.0),
-            "train_metrics": state.get("metrics", {}), "eval": evaluation}
+            "train_metrics": state.get("metrics", {}), "eval": final_eval,
+            "selection": selection}
+
+
+# Images for the weight-norm data-dependent init. Dense layers take their statistics over
+# the batch axis alone, so one image (variance 0) would scale them by 1/sqrt(1e-6) = 1000:
+# at --batch_size=1 the KL was ~1e10 nats after 3 steps. Smaller batches are therefore
+# concatenated up to this many images (from a fresh stream, not the training iterator, so
+# the data order is unchanged); a batch at least this large is used alone, as before.
+DATA_INIT_IMAGES = 32
+
+
+def _data_init_images(stream) -> tf.Tensor:
+    batches, count = [], 0
+    for batch in stream:
+        batches.append(batch)
+        count += int(batch.shape[0])
+        if count >= DATA_INIT_IMAGES:
+            break
+    return tf.concat(batches, axis=0)
+
+
+def training_data(options: TrainOptions, seed: int, repeat: bool = False) -> tf.data.Dataset:
+    """The training stream: batches of options.train_on ("train", or "train+validation" --
+    the validation images rejoin train), its first max_train_examples images if given."""
+    return pipelines.load(options.dataset, options.train_on, options.batch_size, seed=seed,
+                          data_dir=options.data_dir, repeat=repeat,
+                          max_examples=options.max_train_examples)
+
+
+def _resolve_select(options: TrainOptions, previous_run: dict, model_dir: str) -> str:
+    """--select -> "best_validation" or "last". "auto": best_validation when training on
+    train, last on train+validation (nothing is held out). A resumed run keeps its choice
+    (runs from before selection existed: last), since the epochs it has already trained
+    were scored, or not, under it."""
+    if options.train_on != "train":
+        return "last"  # TrainOptions refuses best_validation there
+    before = previous_run.get("select", "last") if previous_run else None
+    select = (before or "best_validation") if options.select == "auto" else options.select
+    if before is not None and select != before:
+        raise LaunchError(f"{model_dir} was trained with --select={before}, not "
+                          f"{options.select}: its earlier epochs were scored under it; "
+                          f"use another --model_dir")
+    if (before == "best_validation"
+            and previous_run.get("validation_max_images") != options.validation_max_images):
+        raise LaunchError(f"{model_dir} was trained with --validation_max_images="
+                          f"{previous_run.get('validation_max_images')}, not "
+                          f"{options.validation_max_images}: its best epoch was scored on "
+                          f"those images; use another --model_dir")
+    return select
+
+
+def _last_selection(options: TrainOptions) -> dict:
+    reason = ("--train_on=train+validation: no held-out images to select on"
+              if options.train_on != "train" else "--select=last")
+    return {"select": "last", "weights": common.WEIGHTS_FILE, "reason": reason}
+
+
+def _describe_selection(select, options):
+    if select == "last":
+        return (f"evaluate / sample / export load the last epoch's weights "
+                f"({common.WEIGHTS_FILE}; {_last_selection(options)['reason']}).")
+    count = options.validation_max_images or "all"
+    return (f"evaluate / sample / export load the epoch with the best validation ELBO "
+            f"({common.BEST_WEIGHTS_FILE}; {count} validation images scored at each epoch "
+            f"end).")
 
 
 def _describe(config):
@@ -548,10 +780,15 @@ def _verbose(value):
     return int(value)
 
 
-def final_evaluation(model, options: TrainOptions, state: dict, log=print) -> dict:
+def final_evaluation(model, options: TrainOptions, state: dict, log=print,
+                     selection: Optional[dict] = None) -> dict:
     """ELBO on the eval split and importance-sampled NLL on a subset of it -> eval.json.
 
-    Both use `common.eval_images`' fixed random order: the ELBO its first eval_max_images
+    `model` holds the weights to evaluate; `selection` (run.json's record of which ones:
+    the best-validation epoch or the last) is stored with the result and is part of the
+    settings, so a new best epoch is evaluated anew.
+
+    Both use `pipelines.eval_images`' fixed random order: the ELBO its first eval_max_images
     (None: the whole split), the NLL the first eval_num_images of those.
 
     Reuses eval.json if it was computed for the same step with the same settings.
@@ -560,7 +797,9 @@ def final_evaluation(model, options: TrainOptions, state: dict, log=print) -> di
                 "is_num_images": options.eval_num_images,
                 "num_importance_samples": options.eval_num_importance_samples,
                 "seed": model.config.seed, "step": state["step"],
-                "batch_size": options.eval_batch_size, "order": common.EVAL_ORDER}
+                "batch_size": options.eval_batch_size, "order": pipelines.EVAL_ORDER,
+                "weights": (selection or {}).get("weights", common.WEIGHTS_FILE),
+                "selected_step": (selection or {}).get("step", state["step"])}
     path = os.path.join(options.model_dir, common.EVAL_FILE)
     if os.path.exists(path):
         previous = common.read_json(path)
@@ -568,22 +807,25 @@ def final_evaluation(model, options: TrainOptions, state: dict, log=print) -> di
             log(f"Evaluation of step {state['step']} already in {path}.")
             _print_evaluation(previous, log)
             return previous
-    images = common.eval_images(options.dataset, options.eval_split, options.eval_max_images,
-                                options.data_dir, seed=model.config.seed)
-    log(f"Evaluating the Polyak-averaged model on {len(images)} {options.eval_split} images...")
+    test_images = pipelines.eval_images(options.dataset, options.eval_split,
+                                        options.eval_max_images, options.data_dir,
+                                        seed=model.config.seed)
+    log(f"Evaluating the Polyak-averaged model on {len(test_images)} {options.eval_split} "
+        f"images...")
     result = {"settings": settings, "dataset": options.dataset, "epoch": state["epoch"],
               "weights": "polyak_average" if model.config.ema_momentum else "raw",
-              "elbo": common.elbo_summary(model, images, seed=model.config.seed)}
-    count = min(options.eval_num_images, len(images))
+              "selection": selection,
+              "elbo": evaluation.elbo_summary(model, test_images, seed=model.config.seed)}
+    count = min(options.eval_num_images, len(test_images))
     if count and options.eval_num_importance_samples:
         log(f"Importance-sampled NLL with K={options.eval_num_importance_samples} on {count} of "
             f"those images:")
-        result["importance_sampled"] = common.importance_summary(
-            model, images[:count], options.eval_num_importance_samples,
+        result["importance_sampled"] = evaluation.importance_summary(
+            model, test_images[:count], options.eval_num_importance_samples,
             batch_size=options.eval_batch_size, chunk_size=options.eval_chunk_size,
             seed=model.config.seed, progress=_verbose(options.verbose) != 0)
-        result["importance_sampled"]["elbo_same_images"] = common.elbo_summary(
-            model, images[:count], seed=model.config.seed)["negative_elbo_nats"]
+        result["importance_sampled"]["elbo_same_images"] = evaluation.elbo_summary(
+            model, test_images[:count], seed=model.config.seed)["negative_elbo_nats"]
     common.write_json_atomic(path, result)
     writer = tf.summary.create_file_writer(
         os.path.join(options.model_dir, common.TENSORBOARD_DIR, "eval"))
@@ -591,7 +833,7 @@ def final_evaluation(model, options: TrainOptions, state: dict, log=print) -> di
                for key in ("negative_elbo_nats", "bits_per_dim", "kl_nats", "recon_nats")}
     if "importance_sampled" in result:
         scalars["eval/is_nll_nats"] = result["importance_sampled"]["nll_nats"]
-    common.write_scalars(writer, state["step"], scalars)
+    summaries.write_scalars(writer, state["step"], scalars)
     writer.close()
     _print_evaluation(result, log)
     return result
@@ -636,7 +878,21 @@ def define_flags(flag_values=flags.FLAGS) -> None:
                          flag_values=flag_values)
     flags.DEFINE_string("data_dir", None, "Where the dataset lives (default: the source's).",
                         flag_values=flag_values)
-    flags.DEFINE_integer("max_train_examples", None, "Use only the first N train images.",
+    flags.DEFINE_integer("max_train_examples", None, "Use only the first N images of "
+                         "--train_on (for train+validation: of the union, in source order).",
+                         lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_enum("train_on", "train", list(TRAIN_ON), "train: the train split (its "
+                      "validation split held out); train+validation: both (the paper's final "
+                      "retraining; nothing is held out, so --select=auto means last).",
+                      flag_values=flag_values)
+    flags.DEFINE_enum("select", "auto", list(SELECT_CHOICES), "Weights evaluate / sample / "
+                      "export load: best_validation (the epoch whose Polyak-averaged weights "
+                      "have the best validation ELBO, scored at each epoch end, kept as "
+                      "best.weights.h5), last (model.weights.h5), auto (best_validation with "
+                      "--train_on=train, last with train+validation; a resumed run keeps its "
+                      "choice).", flag_values=flag_values)
+    flags.DEFINE_integer("validation_max_images", None, "Validation images scoring each epoch "
+                         "for --select=best_validation (a fixed random subset; default: all).",
                          lower_bound=1, flag_values=flag_values)
     flags.DEFINE_integer("log_every", 50, "Steps between metrics.jsonl/TensorBoard lines "
                          "(0: per epoch only).", lower_bound=0, flag_values=flag_values)
@@ -697,7 +953,7 @@ def config_and_options(flag_values=flags.FLAGS):
     preset = flag_values.preset
     config = common.make_config(preset, common.config_overrides(flag_values),
                                 seed=flag_values.seed)
-    dataset = flag_values.dataset or common.default_dataset(preset)
+    dataset = flag_values.dataset or vlae_tf.presets.default_dataset(preset)
     if dataset is None:
         raise LaunchError(f"preset {preset!r} has no default dataset: give --dataset")
     fields = {field.name for field in dataclasses.fields(TrainOptions)} - {"dataset",

@@ -32,8 +32,9 @@ def _check_bool(argument: str, value, allow_none: bool = False) -> None:
 
 def _check_common(name, split, seed, data_dir, max_examples, validation_size):
     entry = registry.get_entry(name)
-    if split not in registry.SPLITS:
-        raise ValueError(f"split: expected one of {', '.join(registry.SPLITS)}, got {split!r}")
+    if split not in registry.SPLITS + (registry.TRAIN_AND_VALIDATION,):
+        raise ValueError(f"split: expected one of {', '.join(registry.SPLITS)} or "
+                         f"{registry.TRAIN_AND_VALIDATION}, got {split!r}")
     _check_int("seed", seed, 0)
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
         raise ValueError(f"data_dir: expected a path (str or os.PathLike) or None, got {data_dir!r}")
@@ -61,7 +62,10 @@ def load(
       name: one of ``pipelines.names()``.
       split: "train", "validation" or "test". Sources without a validation split get a
         fixed, seeded carve-out of train (see ``pipelines.info(name).splits``); train and
-        validation never overlap.
+        validation never overlap. "train+validation" (``pipelines.TRAIN_AND_VALIDATION``)
+        is their union, for a final retraining: exactly the images of train and of
+        validation (a carve-out rejoins train in the source's order), with train's
+        defaults (shuffled, drop_remainder).
       batch_size: examples per batch (>= 1).
       seed: drives shuffling and dynamic binarization; the same seed gives the same
         batches, epoch after epoch. Split membership does not depend on it.
@@ -95,7 +99,7 @@ def load(
     _check_bool("shuffle", shuffle, allow_none=True)
     _check_bool("repeat", repeat)
     _check_bool("drop_remainder", drop_remainder, allow_none=True)
-    is_train = split == "train"
+    is_train = split in ("train", registry.TRAIN_AND_VALIDATION)
     shuffle = is_train if shuffle is None else bool(shuffle)
     drop_remainder = is_train if drop_remainder is None else bool(drop_remainder)
 

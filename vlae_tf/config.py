@@ -12,6 +12,11 @@ LIKELIHOODS = ("bernoulli", "logistic_mixture")
 PRIORS = ("standard_normal", "af", "mog", "vamp")
 Z_CONDITIONING = ("concat", "gated", "both")
 FREE_BITS_MODES = ("none", "hard", "soft")
+# Decoder families (vlae_tf.decoders) and their options.
+DECODERS = ("gated", "masked_resnet")
+Z_CONCAT_MASKS = ("A", "B")
+RESIDUAL_PLACEMENTS = ("end", "interleaved")
+LATENT_MAPS = ("dense_upsample", "symmetric")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +45,19 @@ class VLAEConfig:
     prior_steps: int = 4
     prior_hidden: Tuple[int, ...] = (640,)
     prior_mean_only: bool = True  # volume-preserving MAF steps, as in the paper (binary)
-    # Decoder p(x|z): windowed gated PixelCNN.
-    window: Optional[Tuple[int, int]] = (13, 6)  # (A, B); None = global receptive field
+    prior_weight_norm: bool = False  # weight-normalised MADE layers (the paper's presets)
+    # Decoder p(x|z): a PixelCNN family (vlae_tf.decoders) and the z path into it.
+    decoder: str = "gated"  # "gated" (windowed gated) | "masked_resnet" (paper, binary)
+    window: Optional[Tuple[int, int]] = (13, 6)  # gated: (A, B); None = global field
     grayscale_window: bool = False  # window sees only 0.299R + 0.587G + 0.114B
     decoder_layers: int = 6
     decoder_filters: int = 12
-    decoder_residual_blocks: int = 4  # extra 1x1 gated residual blocks after the window
+    decoder_residual_blocks: int = 4  # extra 1x1 residual blocks
+    residual_placement: str = "end"  # "end" (after the masked/window layers) | "interleaved"
+    tie_weights: bool = False  # masked_resnet: one kernel for all mask-B layers
     z_conditioning: str = "both"  # "concat" (first layer) | "gated" (later blocks) | "both"
+    z_concat_mask: str = "B"  # masked_resnet: mask of the z channels in the mask-A layer
+    latent_map: str = "dense_upsample"  # z path: "dense_upsample" | "symmetric" (paper)
     z_map_channels: int = 16
     # Objective.
     free_bits: float = 0.0  # lambda, nats per group
@@ -145,6 +156,29 @@ def _validate(config: VLAEConfig) -> None:
     _check(config.z_conditioning in Z_CONDITIONING, "z_conditioning",
            f"one of {Z_CONDITIONING}", config.z_conditioning)
     _check(config.z_map_channels >= 1, "z_map_channels", "an int >= 1", config.z_map_channels)
+    _check(config.decoder in DECODERS, "decoder", f"one of {DECODERS}", config.decoder)
+    _check(config.z_concat_mask in Z_CONCAT_MASKS, "z_concat_mask",
+           f"one of {Z_CONCAT_MASKS}", config.z_concat_mask)
+    _check(config.residual_placement in RESIDUAL_PLACEMENTS, "residual_placement",
+           f"one of {RESIDUAL_PLACEMENTS}", config.residual_placement)
+    _check(config.latent_map in LATENT_MAPS, "latent_map", f"one of {LATENT_MAPS}",
+           config.latent_map)
+    if config.decoder == "gated":
+        _check(not config.tie_weights, "tie_weights",
+               "False for decoder='gated' (its layers have kernels of different shapes; "
+               "tying is for decoder='masked_resnet')", config.tie_weights)
+        _check(config.residual_placement == "end", "residual_placement",
+               "'end' for decoder='gated' (its 1x1 blocks follow the window layers)",
+               config.residual_placement)
+    else:  # masked_resnet: the field is that of its masked stack, z enters at the input
+        _check(config.window is None, "window",
+               "None for decoder='masked_resnet' (its receptive field is the masked stack's, "
+               "set by decoder_layers)", config.window)
+        _check(config.z_conditioning == "concat", "z_conditioning",
+               "'concat' for decoder='masked_resnet' (z is concatenated with the image at "
+               "its input only)", config.z_conditioning)
+        _check(not config.grayscale_window, "grayscale_window",
+               "False for decoder='masked_resnet'", config.grayscale_window)
     _check(config.free_bits >= 0, "free_bits", "a float >= 0 (nats per group)", config.free_bits)
     _check(1 <= config.free_bits_groups <= config.latent_size, "free_bits_groups",
            f"an int in [1, latent_size={config.latent_size}]", config.free_bits_groups)

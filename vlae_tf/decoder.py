@@ -1,19 +1,20 @@
-"""Decoder p(x|z): a gated PixelCNN whose receptive field is exactly the configured window.
+"""The decoder p(x|z): the z path (latent map) and the decoder family's PixelCNN.
 
-    p(x | z) = prod_i p(x_i | z, x_{W(i)})
+    p(x | z) = prod_i p(x_i | z, x_{F(i)})
 
-The layer plan (kernel sizes per layer) comes from `vlae_tf.window.plan_window`, which is
-the only place that knows how a window maps to kernels; this module only wires layers.
-Causality is by explicit padding and cropping (shifted convolutions, as in PixelCNN++),
-never by masking kernels: the vertical stack is shifted down one row, the horizontal stack
-right one pixel, so the output at pixel (i, j) sees no channel of pixel (i, j) itself.
-Dependence between R, G and B of one pixel lives in the likelihood.
+z reaches the PixelCNN as a spatial map [B, H, W, z_map_channels] (`build_latent_map`):
 
-z enters as a spatial map (`build_latent_map`): "concat" adds it, through a 1x1 kernel at
-the pixel's own position, to the first layer (the same as concatenating it to the input
-image with an unshifted kernel, since z carries no information about x); "gated" adds a
-1x1 projection of it to the gates of every later block (conditional gating, van den Oord
-et al. 2016); "both" does both.
+* `latent_map="dense_upsample"`: z -> dense -> (H/4, W/4) -> two stride-2 transposed convs
+  (the gated models' z path, added into their gates by `z_conditioning`);
+* `latent_map="symmetric"`: the paper's deterministic generation network (Chen et al. 2017,
+  App. A; Kingma et al. 2016, App. B), the encoder mirrored -- dense layers, then per level
+  (in reverse) a stride-1 ResNet block and an upsampling ResNet block whose transposed
+  convolutions replace the encoder's strided ones (and the identity skip where the size
+  changes), cropped to the encoder's sizes (e.g. 4 -> 7 -> 14 -> 28), then a 3x3 conv to
+  the map (the paper's 28x28x4, concatenated with the image).
+
+The PixelCNN itself belongs to a decoder family (`vlae_tf.decoders`): `build_pixelcnn`
+builds the one `config.decoder` names.
 """
 
 from __future__ import annotations
@@ -21,189 +22,29 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
 
-from vlae_tf import window as window_lib
+from vlae_tf import decoders
+from vlae_tf import encoder as encoder_lib
+from vlae_tf.decoders.base import (  # noqa: F401  (re-exported for callers)
+    GRAY_WEIGHTS, DecoderInput, LearnedConstantMap, likelihood_kwargs)
 from vlae_tf.nn import layers as nn
 
-# ITU-R BT.601 luma, as in the paper's "7x4 grayscale" window.
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-@keras.saving.register_keras_serializable(package="vlae_tf")
-class DecoderInput(keras.layers.Layer):
-    """Image in [-1, 1] -> what the window may see, plus a constant channel of ones.
-
-    The ones channel lets the first layer tell zero padding from content (PixelCNN++).
-    With `grayscale=True` the window sees only the luma of its pixels.
-    """
-
-    def __init__(self, grayscale=False, **kwargs):
-        super().__init__(**kwargs)
-        self.grayscale = bool(grayscale)
-
-    def call(self, images):
-        if self.grayscale:
-            weights = tf.constant(GRAY_WEIGHTS, dtype=images.dtype)
-            images = tf.reduce_sum(images * weights, axis=-1, keepdims=True)
-        return tf.concat([images, tf.ones_like(images[..., :1])], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        channels = 1 if self.grayscale else input_shape[-1]
-        return tuple(input_shape[:-1]) + (channels + 1,)
-
-    def get_config(self):
-        return {**super().get_config(), "grayscale": self.grayscale}
-
-
-@keras.saving.register_keras_serializable(package="vlae_tf")
-class LearnedConstantMap(keras.layers.Layer):
-    """A learned per-channel constant broadcast over the image (reads only its shape)."""
-
-    def __init__(self, channels, **kwargs):
-        super().__init__(**kwargs)
-        self.channels = int(channels)
-
-    def build(self, input_shape):
-        self.value = self.add_weight(name="value", shape=(self.channels,), initializer="zeros")
-
-    def call(self, images):
-        shape = tf.concat([tf.shape(images)[:-1], [self.channels]], axis=0)
-        return tf.broadcast_to(tf.cast(self.value, self.compute_dtype), shape)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.channels,)
-
-    def get_config(self):
-        return {**super().get_config(), "channels": self.channels}
-
-
-def _conv(filters, kernel_size, weight_norm, name, init_scale=1.0):
-    return nn.Conv2D(filters, kernel_size, padding="valid", use_weight_norm=weight_norm,
-                     init_scale=init_scale, name=name)
-
-
-def down_shifted_conv(inputs, filters, rows_above, half_width, weight_norm, name):
-    """Output at (r, c) sees input rows r-rows_above..r-1, columns c-half_width..c+half_width."""
-    height = inputs.shape[1]
-    padded = keras.layers.ZeroPadding2D(((rows_above, 0), (half_width, half_width)),
-                                        name=f"{name}_pad")(inputs)
-    outputs = _conv(filters, (rows_above, 2 * half_width + 1), weight_norm, name)(padded)
-    # The conv gives H+1 rows; row r of the first H sees rows r-rows_above..r-1.
-    return keras.layers.Cropping2D(((0, outputs.shape[1] - height), (0, 0)),
-                                   name=f"{name}_crop")(outputs)
-
-
-def right_shifted_conv(inputs, filters, pixels_left, weight_norm, name):
-    """Output at (r, c) sees input row r, columns c-pixels_left..c-1."""
-    width = inputs.shape[2]
-    padded = keras.layers.ZeroPadding2D(((0, 0), (pixels_left, 0)), name=f"{name}_pad")(inputs)
-    outputs = _conv(filters, (1, pixels_left), weight_norm, name)(padded)
-    return keras.layers.Cropping2D(((0, 0), (0, outputs.shape[2] - width)),
-                                   name=f"{name}_crop")(outputs)
-
-
-def causal_vertical_conv(inputs, filters, extra_rows, extra_half_width, weight_norm, name):
-    """Output at (r, c) sees rows r-extra_rows..r and columns c±extra_half_width of inputs."""
-    if extra_rows == 0 and extra_half_width == 0:
-        return _conv(filters, 1, weight_norm, name)(inputs)
-    padded = keras.layers.ZeroPadding2D(((extra_rows, 0), (extra_half_width, extra_half_width)),
-                                        name=f"{name}_pad")(inputs)
-    return _conv(filters, (extra_rows + 1, 2 * extra_half_width + 1), weight_norm, name)(padded)
-
-
-def _sum(tensors, name):
-    return tensors[0] if len(tensors) == 1 else keras.layers.Add(name=name)(tensors)
+LATENT_MAPS = ("dense_upsample", "symmetric")
 
 
 def build_pixelcnn(config, name="pixelcnn") -> keras.Model:
-    """Functional model [images in [-1,1], (z_map)] -> per-pixel likelihood parameters.
-
-    `config` is a VLAEConfig; the output has `num_params` channels for its likelihood.
-    """
-    from vlae_tf import likelihoods  # local: likelihoods has no dependency on this module
-
-    height, width, channels = config.image_shape
-    plan = window_lib.plan_window(config.window, config.decoder_layers, height, width)
-    filters, weight_norm = config.decoder_filters, config.weight_norm
-    num_params = likelihoods.get(config.likelihood,
-                                 **_likelihood_kwargs(config)).num_params(channels)
-
-    images = keras.Input(shape=(height, width, channels), name="images")
-    inputs = [images]
-    z_map = None
-    if config.use_latent:
-        z_map = keras.Input(shape=(height, width, config.z_map_channels), name="z_map")
-        inputs.append(z_map)
-    z_first = z_map is not None and config.z_conditioning in ("concat", "both")
-    z_later = z_map is not None and config.z_conditioning in ("gated", "both")
-    visible = DecoderInput(grayscale=config.grayscale_window, name="window_input")(images)
-
-    def z_projection(layer_name):
-        return _conv(2 * filters, 1, weight_norm, layer_name)(z_map)
-
-    # Layer 0: the only layer that reads the image.
-    vertical = None
-    if plan.sees_above:
-        terms = [down_shifted_conv(visible, 2 * filters, plan.first_height,
-                                   plan.first_half_width, weight_norm, "v0_conv")]
-        if z_first:
-            terms.append(z_projection("v0_z"))
-        vertical_pre = _sum(terms, "v0_sum")
-        vertical = nn.GatedActivation(name="v0_gate")(vertical_pre)
-    terms = []
-    if plan.sees_left:
-        terms.append(right_shifted_conv(visible, 2 * filters, plan.left, weight_norm, "h0_conv"))
-    if plan.sees_above:
-        terms.append(_conv(2 * filters, 1, weight_norm, "h0_link")(vertical_pre))
-    if z_first:
-        terms.append(z_projection("h0_z"))
-    if not terms:  # empty window and no z: the first layer is a learned constant
-        terms.append(LearnedConstantMap(2 * filters, name="h0_constant")(images))
-    horizontal = nn.GatedActivation(name="h0_gate")(_sum(terms, "h0_sum"))
-
-    # Layers 1..L-1 grow the vertical rectangle; the horizontal stack stays 1x1.
-    for layer in range(1, plan.num_layers):
-        prefix = f"layer{layer}"
-        terms = [_conv(2 * filters, 1, weight_norm, f"{prefix}_h_conv")(horizontal)]
-        if vertical is not None:
-            vertical_terms = [causal_vertical_conv(
-                vertical, 2 * filters, plan.row_growth[layer - 1], plan.col_growth[layer - 1],
-                weight_norm, f"{prefix}_v_conv")]
-            if z_later:
-                vertical_terms.append(z_projection(f"{prefix}_v_z"))
-            vertical_pre = _sum(vertical_terms, f"{prefix}_v_sum")
-            vertical_out = nn.GatedActivation(name=f"{prefix}_v_gate")(vertical_pre)
-            vertical = keras.layers.Add(name=f"{prefix}_v_residual")([vertical, vertical_out])
-            terms.append(_conv(2 * filters, 1, weight_norm, f"{prefix}_link")(vertical_pre))
-        if z_later:
-            terms.append(z_projection(f"{prefix}_h_z"))
-        gated = nn.GatedActivation(name=f"{prefix}_h_gate")(_sum(terms, f"{prefix}_h_sum"))
-        update = _conv(filters, 1, weight_norm, f"{prefix}_h_out", init_scale=0.1)(gated)
-        horizontal = keras.layers.Add(name=f"{prefix}_h_residual")([horizontal, update])
-
-    # Extra 1x1 gated residual blocks (the paper's binary decoder has 4): depth without
-    # widening the window.
-    for block in range(config.decoder_residual_blocks):
-        prefix = f"res{block}"
-        terms = [_conv(2 * filters, 1, weight_norm, f"{prefix}_conv")(horizontal)]
-        if z_later:
-            terms.append(z_projection(f"{prefix}_z"))
-        gated = nn.GatedActivation(name=f"{prefix}_gate")(_sum(terms, f"{prefix}_sum"))
-        update = _conv(filters, 1, weight_norm, f"{prefix}_out", init_scale=0.1)(gated)
-        horizontal = keras.layers.Add(name=f"{prefix}_residual")([horizontal, update])
-
-    hidden = keras.layers.Activation("elu", name="head_elu")(horizontal)
-    params = _conv(num_params, 1, weight_norm, "head", init_scale=0.1)(hidden)
-    params = keras.layers.Activation("linear", dtype="float32", name="params")(params)
-    return keras.Model(inputs, params, name=name)
-
-
-def _likelihood_kwargs(config):
-    return {"num_mixtures": config.num_mixtures} if config.likelihood == "logistic_mixture" else {}
+    """The decoder family's model [images in [-1, 1], (z_map)] -> per-pixel parameters."""
+    return decoders.build_pixelcnn(config, name=name)
 
 
 def build_latent_map(config, name="latent_map") -> keras.Model:
+    """z [B, latent_size] -> [B, H, W, z_map_channels], by `config.latent_map`."""
+    if config.latent_map == "symmetric":
+        return build_generation_network(config, name=name)
+    return _build_dense_upsample(config, name=name)
+
+
+def _build_dense_upsample(config, name="latent_map") -> keras.Model:
     """z [B, latent_size] -> [B, H, W, z_map_channels] by two stride-2 transposed convs."""
     height, width, _ = config.image_shape
     weight_norm = config.weight_norm
@@ -223,3 +64,65 @@ def build_latent_map(config, name="latent_map") -> keras.Model:
     if crop_height or crop_width:
         features = keras.layers.Cropping2D(((0, crop_height), (0, crop_width)))(features)
     return keras.Model(latent, features, name=name)
+
+
+def encoder_sizes(config):
+    """Spatial sizes (h, w) of the encoder's levels: the input, then one per stride-2 level
+    ("same" padding: ceil(s / 2)), e.g. 28 -> 14 -> 7 -> 4."""
+    height, width, _ = config.image_shape
+    sizes = [(height, width)]
+    for _ in config.encoder_filters:
+        height, width = math.ceil(height / 2), math.ceil(width / 2)
+        sizes.append((height, width))
+    return sizes
+
+
+def upsampling_block(inputs, filters, target_size, weight_norm, name):
+    """The encoder's strided block, mirrored: ELU -> 3x3 transposed conv (stride 2) -> ELU
+    -> 3x3 conv, plus a stride-2 1x1 transposed conv in place of the identity; cropped to
+    `target_size` when doubling overshoots (4 -> 8 -> 7)."""
+    hidden = keras.layers.Activation("elu", name=f"{name}_elu1")(inputs)
+    hidden = nn.Conv2D(filters, 3, strides=2, transpose=True, use_weight_norm=weight_norm,
+                       name=f"{name}_conv1")(hidden)
+    hidden = keras.layers.Activation("elu", name=f"{name}_elu2")(hidden)
+    hidden = nn.Conv2D(filters, 3, use_weight_norm=weight_norm, init_scale=0.1,
+                       name=f"{name}_conv2")(hidden)
+    skip = nn.Conv2D(filters, 1, strides=2, transpose=True, use_weight_norm=weight_norm,
+                     name=f"{name}_skip")(inputs)
+    outputs = keras.layers.Add(name=f"{name}_add")([skip, hidden])
+    crop_height = outputs.shape[1] - target_size[0]
+    crop_width = outputs.shape[2] - target_size[1]
+    if crop_height or crop_width:
+        outputs = keras.layers.Cropping2D(((0, crop_height), (0, crop_width)),
+                                          name=f"{name}_crop")(outputs)
+    return outputs
+
+
+def build_generation_network(config, name="latent_map") -> keras.Model:
+    """z -> the paper's conditioning map, symmetric to `vlae_tf.encoder.build_encoder`.
+
+    dense(encoder_hidden) -> dense(h_L * w_L * F_L) -> for each level l = L-1..0: a
+    stride-1 ResNet block of F_l maps, then an upsampling block to F_{l-1} maps (F_0 for
+    the last) and the level's input size -> ELU -> 3x3 conv to z_map_channels.
+    """
+    weight_norm = config.weight_norm
+    filters = config.encoder_filters
+    sizes = encoder_sizes(config)
+    latent = keras.Input(shape=(config.latent_size,), name="z")
+    hidden = nn.Dense(config.encoder_hidden, use_weight_norm=weight_norm,
+                      name="gen_hidden")(latent)
+    hidden = keras.layers.Activation("elu", name="gen_hidden_elu")(hidden)
+    bottom_height, bottom_width = sizes[-1]
+    features = nn.Dense(bottom_height * bottom_width * filters[-1],
+                        use_weight_norm=weight_norm, name="gen_dense")(hidden)
+    features = keras.layers.Reshape((bottom_height, bottom_width, filters[-1]),
+                                    name="gen_reshape")(features)
+    for level in reversed(range(len(filters))):
+        features = encoder_lib.residual_block(features, filters[level], 1, weight_norm,
+                                              f"gen_same{level}")
+        features = upsampling_block(features, filters[max(level - 1, 0)], sizes[level],
+                                    weight_norm, f"gen_up{level}")
+    features = keras.layers.Activation("elu", name="gen_out_elu")(features)
+    z_map = nn.Conv2D(config.z_map_channels, 3, use_weight_norm=weight_norm,
+                      name="gen_out")(features)
+    return keras.Model(latent, z_map, name=name)

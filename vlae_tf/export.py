@@ -201,10 +201,10 @@ def resolve_method(model, method: Optional[str] = None) -> str:
         return method
     method = sampling.DEFAULT_METHOD
     if method != "naive":
-        from vlae_tf import fast_sampling
+        from vlae_tf import decoders
         try:
-            fast_sampling.DecoderMirror(model)
-        except fast_sampling.UnsupportedDecoder:
+            decoders.incremental(model)
+        except decoders.UnsupportedDecoder:
             return "naive"
     return method
 

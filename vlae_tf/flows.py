@@ -31,7 +31,8 @@ tfd = tfp.distributions
 _HALF_LOG_TWO_PI = 0.5 * np.log(2.0 * np.pi)
 
 __all__ = ["make_maf_bijector", "AutoregressiveFlowPrior", "IAFPosterior",
-           "validate_sample_args"]
+           "gate_bijector", "make_iaf_step_bijector", "diagonal_gaussian",
+           "posterior_distribution", "validate_sample_args"]
 
 
 LOG_SCALE_BOUND = 5.0
@@ -151,9 +152,10 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
     """
 
     def __init__(self, latent_size, num_steps=4, hidden_units=(640,), mean_only=True,
-                 activation="relu", **kwargs):
+                 activation="relu", weight_norm=False, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        self.weight_norm = bool(weight_norm)
         self.latent_size = validate_positive_int("latent_size", latent_size)
         self.num_steps = validate_positive_int("num_steps", num_steps)
         self.hidden_units = validate_hidden_units("hidden_units", hidden_units)
@@ -165,7 +167,8 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
         self.mades = [
             MADE(self.latent_size, self.hidden_units,
                  num_outputs_per_dim=1 if self.mean_only else 2,
-                 activation=activation, name=f"made_{step}", dtype=self.dtype_policy)
+                 activation=activation, weight_norm=self.weight_norm, name=f"made_{step}",
+                 dtype=self.dtype_policy)
             for step in range(self.num_steps)
         ]
         self.build()
@@ -252,13 +255,104 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
         config = super().get_config()
         config.update(latent_size=self.latent_size, num_steps=self.num_steps,
                       hidden_units=list(self.hidden_units), mean_only=self.mean_only,
-                      activation=self.activation)
+                      activation=self.activation, weight_norm=self.weight_norm)
         return config
+
+
+def gate_bijector(params, forget_bias, name: str = "iaf_gate") -> tfb.Bijector:
+    """The element-wise map of one IAF step, from its MADE outputs ``params`` ``[..., D, 2]``.
+
+    Kingma et al. 2016, the numerically stable (LSTM-like) form, with
+    ``m = params[..., 0]`` and ``s = params[..., 1] + forget_bias``:
+
+        v            = sigmoid(s)
+        z'           = v * z + (1 - v) * m  =  z * exp(log_sigmoid(s)) + sigmoid(-s) * m
+        log|dz'/dz|  = log v = log_sigmoid(s)                     (per dimension)
+
+    as ``tfb.Chain([tfb.Shift(sigmoid(-s) * m), tfb.Scale(log_scale=log_sigmoid(s))])``
+    (forward: scale, then shift). Why this form: ``log_sigmoid`` stays finite where
+    ``log(sigmoid(s))`` is ``-inf`` (s below about -88 in float32); ``sigmoid(-s)`` is
+    ``1 - v`` without the cancellation of ``1 - sigmoid(s)`` when the gate saturates at 1;
+    the forward (sampling) direction multiplies by ``v`` and never divides, and ``z'`` is a
+    convex combination of ``z`` and ``m``, so a step cannot blow ``z`` up. The inverse
+    (density) direction ``(z' - sigmoid(-s) * m) * exp(-log_sigmoid(s))`` multiplies by
+    ``1 / v = 1 + exp(-s)``, large only where the step itself contracts that much.
+
+    The ops are those of the hand-written step this replaced, in the same order, so the
+    same weights give bit-identical ``z'`` (tests/test_flows.py).
+    """
+    gate_logits = params[..., 1] + forget_bias
+    return tfb.Chain([tfb.Shift(tf.sigmoid(-gate_logits) * params[..., 0]),
+                      tfb.Scale(log_scale=tf.math.log_sigmoid(gate_logits))],
+                     validate_event_size=False, name=name)
+
+
+def make_iaf_step_bijector(made: MADE, forget_bias: float, context=None,
+                           name: str = "iaf_step") -> tfb.Bijector:
+    """One IAF step as ``tfb.Invert(tfb.MaskedAutoregressiveFlow(bijector_fn=g))``.
+
+    TFP's MAF with ``bijector_fn=g`` computes ``inverse(y) = g(y).inverse(y)`` in one
+    parallel pass, with parameters from its *input*, and ``forward(x)`` by iterating
+    ``y <- g(y).forward(x)`` D times. An IAF step computes its parameters from its input
+    ``z_{t-1}`` (that is what makes sampling parallel), so it is the inverse of a MAF. With
+    ``g(y) = tfb.Invert(gate_bijector(MADE(y, h)))``:
+
+        forward(z)                    = gate_bijector(MADE(z, h)).forward(z)   one pass
+        forward_log_det_jacobian(z)   = sum_d log_sigmoid(s_d)                 one more pass
+        inverse(z')                   = D sequential MADE passes (the density of a given z')
+
+    Why ``bijector_fn`` and not ``shift_and_log_scale_fn``: the MAF's affine inverse is
+    ``(y - shift) * exp(-log_scale)``; matching ``v * z + (1 - v) * m`` forces
+    ``log_scale = -log v`` and ``shift = -(1 - v) * m / v = -exp(-s) * m``, which overflows
+    to inf for s below about -88 (then inf * 0 = nan) and rounds differently from the
+    gated form, so existing weights would not give their z exactly. ``bijector_fn`` is TFP's
+    general coupling hook and keeps the stable form (``gate_bijector``).
+
+    ``made`` must output 2 parameters per dimension; the context ``h`` (the encoder's
+    features; it reaches every output through the MADE's degree-0 units) is closed over
+    when given here, otherwise each call passes it as TFP's ``conditional_input`` keyword
+    (``step.forward(z, conditional_input=h)``, or through a ``tfb.Chain`` /
+    ``TransformedDistribution`` as ``bijector_kwargs={name: {"conditional_input": h}}``).
+    """
+    if made.num_outputs_per_dim != 2:
+        raise ValueError(f"IAF steps take a MADE with num_outputs_per_dim=2 (m, s), got "
+                         f"{made.num_outputs_per_dim}.")
+
+    def bijector_fn(y, conditional_input=None):
+        if conditional_input is not None and context is not None:
+            raise ValueError(f"{name}: the context was given twice (to the bijector and as "
+                             f"`conditional_input`); give it once.")
+        h = context if conditional_input is None else conditional_input
+        if made.context_size > 0 and h is None:
+            raise ValueError(f"{name}: this IAF step takes a context of size "
+                             f"{made.context_size}: pass it to IAFPosterior.bijector(context) "
+                             f"or as `conditional_input`.")
+        if made.context_size == 0 and h is not None:
+            raise ValueError(f"{name}: this IAF step has context_size=0 but got a context.")
+        return tfb.Invert(gate_bijector(made(y, h), forget_bias))
+
+    return tfb.Invert(tfb.MaskedAutoregressiveFlow(bijector_fn=bijector_fn, name=f"{name}_maf"),
+                      name=name)
+
+
+def diagonal_gaussian(mean, scale) -> tfd.Distribution:
+    """``N(mean, diag(scale^2))`` over the last axis, as the posterior's base distribution."""
+    return tfd.Independent(tfd.Normal(loc=tf.cast(mean, tf.float32),
+                                      scale=tf.cast(scale, tf.float32)),
+                           reinterpreted_batch_ndims=1, name="diagonal_gaussian")
+
+
+def posterior_distribution(mean, scale, iaf: "IAFPosterior | None" = None, context=None
+                           ) -> tfd.Distribution:
+    """q(z|x) as a TFP distribution: ``N(mean, diag(scale^2))``, pushed through the IAF
+    chain ``iaf.bijector(context)`` if ``iaf`` is given (``tfd.TransformedDistribution``)."""
+    base = diagonal_gaussian(mean, scale)
+    return base if iaf is None else iaf.distribution(base, context)
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
 class IAFPosterior(CheckpointListsMixin, keras.layers.Layer):
-    """Inverse autoregressive flow on top of a diagonal-Gaussian posterior.
+    """Inverse autoregressive flow on top of a diagonal-Gaussian posterior, on TFP bijectors.
 
     Kingma et al. 2016, numerically stable LSTM-style form. Given
     ``z_0 = mu + sigma * eps`` and ``log q_0 = sum_d log N(z_0,d; mu_d, sigma_d)``
@@ -279,6 +373,19 @@ class IAFPosterior(CheckpointListsMixin, keras.layers.Layer):
     log q unchanged) so that every dimension conditions on every other one.
     The returned ``z`` is in the order produced by the last step; since its
     density ``log_q`` is exact for that vector, no reordering is needed.
+
+    As TFP objects: each step is ``make_iaf_step_bijector`` (the inverse of a TFP MAF whose
+    element-wise coupling is ``gate_bijector``); ``bijector(context)`` chains them with
+    ``tfb.Permute`` reversals, and ``distribution(base, context)`` is q(z|x).
+
+    ``call`` (what training, the estimators, sampling and export use) runs the same steps
+    with one MADE pass each: it applies each step's ``gate_bijector`` to the MADE output
+    and takes the log-det from that same bijector. The chain's ``forward_log_det_jacobian``
+    would evaluate every MADE a second time (TFP's MAF calls its ``bijector_fn`` again for
+    the log-det). ``call`` and the chain agree exactly (tests/test_flows.py).
+
+    The variables are those of ``self.mades`` (``made_0``, ``made_1``, ...), unchanged
+    from the hand-written version, so its weight files load as they are.
 
     Args:
       latent_size: D.
@@ -319,33 +426,75 @@ class IAFPosterior(CheckpointListsMixin, keras.layers.Layer):
             made.build((None, self.latent_size), context_shape)
 
     def step(self, step_index, z, context=None):
-        """One IAF step (no reordering): returns ``(z_t, sum_d log v_t,d)``."""
-        params = self.mades[step_index](z, context)  # [..., D, 2]
-        gate_logits = params[..., 1] + self.forget_bias
-        log_gate = tf.math.log_sigmoid(gate_logits)
-        gate = tf.exp(log_gate)
-        # 1 - sigmoid(a) == sigmoid(-a), accurate when the gate saturates at 1.
-        z_next = gate * z + tf.sigmoid(-gate_logits) * params[..., 0]
-        return z_next, tf.reduce_sum(log_gate, axis=-1)
+        """One IAF step (no reordering), one MADE pass: returns ``(z_t, sum_d log v_t,d)``."""
+        gate = gate_bijector(self.mades[step_index](z, context), self.forget_bias,
+                             name=f"iaf_gate_{step_index}")
+        return gate.forward(z), gate.forward_log_det_jacobian(z, event_ndims=1)
+
+    def _checked_context(self, context, required):
+        """float32 context, or None; ValueErrors for a missing, unexpected or wrong-size one."""
+        if self.context_size == 0:
+            if context is not None:
+                raise ValueError(f"{self.name}: context_size=0 but a context was given.")
+            return None
+        if context is None:
+            if required:
+                raise ValueError(f"{self.name}: context_size={self.context_size} "
+                                 f"so `context` is required.")
+            return None
+        context = tf.cast(context, tf.float32)
+        check_last_dim(self.name, "context", context, self.context_size)
+        return context
 
     def call(self, z0, log_q0, context=None):
         z = tf.cast(z0, tf.float32)
         log_q = tf.cast(log_q0, tf.float32)
         check_last_dim(self.name, "z0", z, self.latent_size)
-        if self.context_size > 0:
-            if context is None:
-                raise ValueError(f"{self.name}: context_size={self.context_size} "
-                                 f"so `context` is required.")
-            context = tf.cast(context, tf.float32)
-            check_last_dim(self.name, "context", context, self.context_size)
-        elif context is not None:
-            raise ValueError(f"{self.name}: context_size=0 but a context was given.")
+        context = self._checked_context(context, required=True)
         for step_index in range(self.num_steps):
             if step_index > 0:
                 z = tf.reverse(z, axis=[-1])  # permutation: log-det 0
             z, log_det = self.step(step_index, z, context)
             log_q = log_q - log_det
         return z, log_q
+
+    def step_names(self) -> list[str]:
+        """Names of the steps in ``bijector()``: the keys of its ``bijector_kwargs``."""
+        return [f"iaf_step_{step}" for step in range(self.num_steps)]
+
+    def bijector(self, context=None) -> tfb.Bijector:
+        """The flow ``z_0 -> z_T`` conditioned on ``h``, as a ``tfb.Chain``.
+
+        In application order: ``iaf_step_0, reverse, iaf_step_1, ..., iaf_step_{T-1}``
+        (each step ``make_iaf_step_bijector``, ``reverse`` a ``tfb.Permute``). ``forward``
+        is parallel (one MADE pass per step; two with its log-det), ``inverse`` sequential
+        (D MADE passes per step).
+
+        ``context`` ``[..., context_size]`` is closed over; with ``context=None`` on a
+        conditional flow, pass it per call instead:
+        ``bijector_kwargs={name: {"conditional_input": h} for name in self.step_names()}``.
+        Rebuilt on every call (cheap Python objects, no variables), which keeps TFP's
+        bijector cache from holding tensors across tf.function graphs.
+        """
+        context = self._checked_context(context, required=False)
+        reverse = tfb.Permute(permutation=np.arange(self.latent_size)[::-1].copy(),
+                              name="reverse")
+        steps_in_application_order = []
+        for made, name in zip(self.mades, self.step_names()):
+            if steps_in_application_order:
+                steps_in_application_order.append(reverse)
+            steps_in_application_order.append(
+                make_iaf_step_bijector(made, self.forget_bias, context, name=name))
+        # tfb.Chain applies its list right to left in the forward direction.
+        return tfb.Chain(steps_in_application_order[::-1], name="iaf_posterior_flow")
+
+    def distribution(self, base: tfd.Distribution, context=None) -> tfd.Distribution:
+        """``q(z|x)``: ``base`` (over ``z_0``, event ``[D]``) pushed through ``bijector(context)``.
+
+        ``log_prob(z)`` inverts the flow (sequential; fine for evaluation, not for training)
+        and equals the ``log_q`` that ``call`` returns for that ``z``; ``sample`` is parallel.
+        """
+        return tfd.TransformedDistribution(base, self.bijector(context), name="iaf_posterior")
 
     def compute_output_shape(self, z0_shape, log_q0_shape, context_shape=None):
         return tuple(z0_shape), tuple(log_q0_shape)

@@ -57,7 +57,7 @@ class VLAE(keras.Model):
             raise ValueError(f"config: expected a VLAEConfig (e.g. vlae_tf.presets.get("
                              f"'mnist_cpu')) or a dict; got {type(config).__name__}")
         self.config = config
-        likelihood_kwargs = decoder_lib._likelihood_kwargs(config)
+        likelihood_kwargs = decoder_lib.likelihood_kwargs(config)
         self.likelihood = likelihoods.get(config.likelihood, **likelihood_kwargs)
         self.pixelcnn = decoder_lib.build_pixelcnn(config)
         self.encoder = self.latent_map = self.prior = self.iaf = None
@@ -68,7 +68,8 @@ class VLAE(keras.Model):
             if config.prior == "af":
                 prior_kwargs = dict(num_steps=config.prior_steps,
                                     hidden_units=config.prior_hidden,
-                                    mean_only=config.prior_mean_only)
+                                    mean_only=config.prior_mean_only,
+                                    weight_norm=config.prior_weight_norm)
             elif config.prior == "mog":
                 prior_kwargs = dict(num_components=config.prior_components)
             elif config.prior == "vamp":
@@ -257,6 +258,11 @@ class VLAE(keras.Model):
         Call once, eagerly, before training; returns the number of layers initialised.
         """
         images = self._check_images(images)
+        if images.shape[0] is not None and images.shape[0] < 2:
+            # Dense layers' statistics are over the batch: one image has variance 0, and
+            # the init would scale them by 1000 (the KL then explodes in the first steps).
+            raise ValueError(f"images: expected a batch of at least 2 images for the "
+                             f"data-dependent init (more is better); got {images.shape[0]}")
         with nn.data_dependent_init() as state:
             self._elbo_terms(images, make_seed(self.config.seed))
         return state["count"]
@@ -316,6 +322,21 @@ class VLAE(keras.Model):
         self._require_latent("encode")
         posterior = self.encoder(self._scale(self._check_images(images)))
         return posterior[0], posterior[1]
+
+    def posterior(self, images):
+        """q(z|x) as a TFP distribution: batch [B], event [latent_size].
+
+        N(mean, diag(scale^2)) from the encoder, pushed through the IAF's bijector chain
+        conditioned on the encoder's context when config.iaf_steps > 0
+        (`vlae_tf.flows.posterior_distribution`). `log_prob(z)` equals the log q(z|x) the
+        ELBO uses for that z; with an IAF it inverts the flow sequentially (evaluation, not
+        training); `sample(seed=...)` is parallel.
+        """
+        from vlae_tf import flows
+        self._require_latent("posterior")
+        posterior = self.encoder(self._scale(self._check_images(images)))
+        context = posterior[2] if self.iaf is not None else None
+        return flows.posterior_distribution(posterior[0], posterior[1], self.iaf, context)
 
     def decoder_params(self, images, z=None):
         """Per-pixel likelihood parameters [B, H, W, P] of p(x|z).

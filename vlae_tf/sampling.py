@@ -10,10 +10,11 @@ with params_i the decoder's parameters of that pixel, shape [B, 1, 1, P]. The ra
 numbers therefore depend only on (seed, i, B), and both samplers draw them with the same
 ops on the same shapes:
 
-* `method="cached"` (default, `vlae_tf.fast_sampling`): the vertical stack once per row
-  from cached rows, the horizontal stack (1x1 layers) once per pixel: O(window) work per
-  pixel, all in one tf.function with nested tf.while_loops (XLA-compiled for small
-  batches, see `auto_jit_compile`).
+* `method="cached"` (default, `vlae_tf.fast_sampling`): the decoder family's incremental
+  step (e.g. the gated decoder's vertical stack once per row from cached rows and its 1x1
+  horizontal stack once per pixel): O(receptive field) work per pixel, all in one
+  tf.function with nested tf.while_loops (XLA-compiled for small batches, see
+  `auto_jit_compile`).
 * `method="naive"`: one full pass of the model's decoder over the whole image per pixel
   (H*W passes), read at pixel i: the reference, and the only method for a decoder the
   cached sampler does not know.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from vlae_tf import decoders
 from vlae_tf import fast_sampling
 from vlae_tf import inputs
 
@@ -85,7 +87,8 @@ def naive_pixel_loop(model, z_map, num, seed, temperature, num_pixels=None):
     return values
 
 
-def generate_values(model, z, num, seed, temperature, method=DEFAULT_METHOD, mirror=None):
+def generate_values(model, z, num, seed, temperature, method=DEFAULT_METHOD,
+                    incremental=None):
     """Pure-tensor core of `sample` / `decompress`: latents -> float32 pixel values.
 
     z [B, latent_size] (None without a latent code), num: batch size (scalar), seed: the
@@ -96,7 +99,8 @@ def generate_values(model, z, num, seed, temperature, method=DEFAULT_METHOD, mir
     z_map = None if z is None else latent_map64(model, z)
     if method == "naive":
         return naive_pixel_loop(model, z_map, num, seed, temperature)
-    return fast_sampling.pixel_loop(model, z_map, num, seed, temperature, mirror=mirror)
+    return fast_sampling.pixel_loop(model, z_map, num, seed, temperature,
+                                    incremental=incremental)
 
 
 # XLA removes the per-op overhead that dominates the cached sampler's many small steps,
@@ -118,10 +122,10 @@ def _compiled(model, method, jit_compile=False):
     cache = model.__dict__.setdefault("_sampler_functions", {})
     key = (method, bool(jit_compile))
     if key not in cache:
-        mirror = None if method == "naive" else fast_sampling.DecoderMirror(model)
+        incremental = None if method == "naive" else decoders.incremental(model)
 
         def generate(z, num, seed, temperature):
-            values = generate_values(model, z, num, seed, temperature, method, mirror)
+            values = generate_values(model, z, num, seed, temperature, method, incremental)
             return tf.cast(tf.round(values), tf.uint8)
 
         cache[key] = tf.function(generate, reduce_retracing=True, jit_compile=bool(jit_compile))

@@ -154,3 +154,37 @@ def describe(window: Optional[Sequence[int]]) -> str:
     if window is None:
         return "global"
     return f"{window[0]}x{window[1]}"
+
+
+# --------------------------------------------------------------- the masked stack's field
+def masked_stack_offsets(num_layers: int, kernel_size: int = 3):
+    """Offsets (dr, dc) the output of a masked PixelCNN stack may depend on.
+
+    One mask-A k x k layer, then `num_layers - 1` mask-B layers (van den Oord et al.
+    2016a): mask A covers the rows above the centre and the pixels left of it, mask B also
+    the centre. The field is their Minkowski sum. For 3x3 kernels and L layers: L rows
+    above; in the row k above (k = 1..L), columns -L .. +k; in the current row, L pixels
+    to the left. For L = 6 that is 69 pixels, with the upper-right "blind spot" of the
+    original PixelCNN (e.g. (-1, +2) precedes the pixel but is outside the field).
+    """
+    if int(num_layers) < 1:
+        raise ValueError(f"num_layers: expected an int >= 1; got {num_layers!r}")
+    half = kernel_size // 2
+    mask_a = {(dr, dc) for dr in range(-half, 1) for dc in range(-half, half + 1)
+              if dr < 0 or dc < 0}
+    mask_b = mask_a | {(0, 0)}
+    field = set(mask_a)
+    for _ in range(int(num_layers) - 1):
+        field = {(r1 + r2, c1 + c2) for r1, c1 in field for r2, c2 in mask_b}
+    return sorted(field)
+
+
+def masked_stack_mask(num_layers: int, image_height: int, image_width: int, row: int,
+                      col: int, kernel_size: int = 3) -> np.ndarray:
+    """The masked stack's field at (row, col) as a boolean [H, W] array (clipped)."""
+    mask = np.zeros((image_height, image_width), dtype=bool)
+    for d_row, d_col in masked_stack_offsets(num_layers, kernel_size):
+        r, c = row + d_row, col + d_col
+        if 0 <= r < image_height and 0 <= c < image_width:
+            mask[r, c] = True
+    return mask

@@ -28,16 +28,21 @@ def data_dependent_init():
     if not tf.executing_eagerly():
         raise RuntimeError("data_dependent_init() must run eagerly (outside tf.function)")
     _DATA_INIT["active"], _DATA_INIT["count"] = True, 0
+    _DATA_INIT["done"] = set()
     try:
         yield _DATA_INIT
     finally:
         _DATA_INIT["active"] = False
+        _DATA_INIT["done"] = set()
 
 
 def _maybe_initialise(layer, pre_activation, axes):
     """Sets g, b so that the layer's output has zero mean, unit variance on this batch."""
     if not (_DATA_INIT["active"] and layer.use_weight_norm and tf.executing_eagerly()):
         return None
+    if id(layer) in _DATA_INIT["done"]:  # a layer called several times (tied weights):
+        return None                      # its first call initialises it
+    _DATA_INIT["done"].add(id(layer))
     mean, variance = tf.nn.moments(pre_activation, axes=axes)
     scale = layer.init_scale / tf.sqrt(variance + 1e-6)
     layer.gain.assign(scale)
@@ -80,15 +85,57 @@ class _WeightNormMixin:
         if self.use_weight_norm:
             self.gain = self.add_weight(name="gain", shape=(units,), initializer="ones")
 
+    def _raw_kernel(self):
+        """The kernel before normalisation (a masked layer multiplies in its mask here)."""
+        return tf.convert_to_tensor(self.kernel)
+
     def _normalised_kernel(self, norm_axes):
         """v / ||v|| computed in float32 (the variable's dtype), then cast to the compute
         dtype, so mixed precision does not lose the norm's accuracy."""
-        kernel = tf.convert_to_tensor(self.kernel)
+        kernel = self._raw_kernel()
         if self.use_weight_norm:
             norm = tf.sqrt(tf.reduce_sum(tf.square(kernel), axis=norm_axes, keepdims=True)
                            + 1e-12)
             kernel = kernel / norm
         return tf.cast(kernel, self.compute_dtype)
+
+
+def conv2d(inputs, kernel, strides, padding):
+    """`tf.nn.conv2d` (NHWC, int strides), except that a strided 1x1 kernel subsamples first.
+
+    For a 1x1 kernel, "SAME" and "VALID" pad nothing and output pixel (i, j) reads input
+    pixel (s*i, s*j) (ceil(n/s) outputs either way), so `inputs[:, ::s, ::s]` followed by a
+    stride-1 1x1 convolution is the same function with the same [1, 1, in, out] kernel.
+    Why not let TensorFlow do it: with oneDNN (TensorFlow's default on Linux CPUs with
+    AVX512-VNNI/BF16, AVX-VNNI or AMX; forced by TF_ENABLE_ONEDNN_OPTS=1) the *weight
+    gradient* of a strided 1x1 convolution runs a kernel that first copies the subsampled
+    input into a buffer, and overruns it when the input has fewer channels than the CPU's
+    SIMD block (oneDNN issue #6035): silently wrong gradients, or a SIGSEGV/SIGABRT of the
+    whole process, e.g. on a batch of one image (TF 2.21.0 with oneDNN 3.7.3;
+    `tests/onednn_strided_1x1.py` reproduces it). Its stride-1 1x1 kernel is correct.
+    """
+    if strides != 1 and tuple(kernel.shape[:2]) == (1, 1):
+        inputs = inputs[:, ::strides, ::strides, :]
+        strides, padding = 1, "VALID"
+    return tf.nn.conv2d(inputs, kernel, strides=strides, padding=padding)
+
+
+def conv2d_transpose(inputs, kernel, output_shape, strides):
+    """`tf.nn.conv2d_transpose` with "SAME" padding and output [B, s*h, s*w, F]; a strided
+    1x1 kernel ([1, 1, F, in]) is a stride-1 1x1 convolution whose result is spread onto the
+    (s*i, s*j) pixels of a zero map (what the transposed convolution computes), for the
+    same oneDNN bug as `conv2d`: its weight gradient is that of a strided 1x1 convolution
+    of the output gradient, which breaks when F is below the SIMD block."""
+    if strides == 1 or tuple(kernel.shape[:2]) != (1, 1):
+        return tf.nn.conv2d_transpose(inputs, kernel, output_shape=output_shape,
+                                      strides=strides, padding="SAME")
+    outputs = tf.nn.conv2d(inputs, tf.transpose(kernel, (0, 1, 3, 2)), strides=1,
+                           padding="VALID")
+    # [B, h, w, F] -> [B, h, 1, w, 1, F], s-1 zeros after each pixel on both spatial
+    # axes -> [B, h, s, w, s, F] = [B, s*h, s*w, F] with the values at (s*i, s*j).
+    outputs = tf.pad(outputs[:, :, None, :, None, :],
+                     [[0, 0], [0, 0], [0, strides - 1], [0, 0], [0, strides - 1], [0, 0]])
+    return tf.reshape(outputs, output_shape)
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
@@ -119,17 +166,19 @@ class Conv2D(_WeightNormMixin, keras.layers.Layer):
             shape = self.kernel_size + (in_channels, self.filters)
         self._add_weight_norm_variables(shape, self.filters)
 
-    def call(self, inputs):
+    def call(self, inputs, padding=None):
+        """`padding` overrides the layer's ("valid" on a pre-padded patch: cached sampler)."""
+        padding = self.padding if padding is None else padding.upper()
         if self.transpose:
             kernel = self._normalised_kernel(norm_axes=(0, 1, 3))
             batch = tf.shape(inputs)[0]
             height, width = inputs.shape[1] * self.strides, inputs.shape[2] * self.strides
-            outputs = tf.nn.conv2d_transpose(
+            outputs = conv2d_transpose(
                 inputs, kernel, output_shape=tf.stack([batch, height, width, self.filters]),
-                strides=self.strides, padding="SAME")
+                strides=self.strides)
         else:
             kernel = self._normalised_kernel(norm_axes=(0, 1, 2))
-            outputs = tf.nn.conv2d(inputs, kernel, strides=self.strides, padding=self.padding)
+            outputs = conv2d(inputs, kernel, strides=self.strides, padding=padding)
         initialised = _maybe_initialise(self, outputs, axes=(0, 1, 2))
         if initialised is not None:
             return initialised
@@ -200,3 +249,65 @@ class GatedActivation(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (input_shape[-1] // 2,)
+
+
+def causal_kernel_mask(kernel_size, in_channels, mask_type, center_from_channel=None):
+    """0/1 numpy mask [kh, kw, in_channels, 1] of a masked PixelCNN convolution.
+
+    The kernel sees the rows above its centre and, in the centre row, the columns to the
+    left; mask "B" also the centre itself (van den Oord et al. 2016a, one channel per
+    pixel). In a mask-"A" layer, input channels >= `center_from_channel` see the centre as
+    well: conditioning features (the z map) carry no information about the pixel.
+    """
+    import numpy as np
+
+    height, width = kernel_size
+    if height % 2 != 1 or width % 2 != 1:
+        raise ValueError(f"kernel_size: expected odd sizes for a masked convolution; got "
+                         f"{kernel_size}")
+    if mask_type not in ("A", "B"):
+        raise ValueError(f"mask_type: expected 'A' or 'B'; got {mask_type!r}")
+    mask = np.zeros((height, width, in_channels, 1), np.float32)
+    center_row, center_col = height // 2, width // 2
+    mask[:center_row] = 1.0
+    mask[center_row, :center_col] = 1.0
+    if mask_type == "B":
+        mask[center_row, center_col] = 1.0
+    elif center_from_channel is not None:
+        mask[center_row, center_col, center_from_channel:] = 1.0
+    return mask
+
+
+@keras.saving.register_keras_serializable(package="vlae_tf")
+class MaskedConv2D(Conv2D):
+    """Masked ("same"-padded) convolution of a PixelCNN, weight-normalised by default.
+
+    The mask (`causal_kernel_mask`) multiplies a copy of the kernel on every call, before
+    the weight normalisation w = g * (v * M) / ||v * M||, so masked entries get no
+    gradient and never count in the norm; the variable itself is never modified.
+    """
+
+    def __init__(self, filters, kernel_size=3, mask_type="B", center_from_channel=None,
+                 **kwargs):
+        kwargs.pop("padding", None)
+        super().__init__(filters, kernel_size, padding="same", **kwargs)
+        if mask_type not in ("A", "B"):
+            raise ValueError(f"mask_type: expected 'A' or 'B'; got {mask_type!r}")
+        self.mask_type = mask_type
+        self.center_from_channel = (None if center_from_channel is None
+                                    else int(center_from_channel))
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.kernel_mask = causal_kernel_mask(self.kernel_size, int(input_shape[-1]),
+                                              self.mask_type, self.center_from_channel)
+
+    def _raw_kernel(self):
+        kernel = tf.convert_to_tensor(self.kernel)
+        return kernel * tf.constant(self.kernel_mask, dtype=kernel.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("padding", None)
+        config.update(mask_type=self.mask_type, center_from_channel=self.center_from_channel)
+        return config

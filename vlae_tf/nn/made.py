@@ -129,7 +129,8 @@ class MaskedDense(keras.layers.Layer):
     """
 
     def __init__(self, units, mask, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 use_weight_norm=False, gain_initializer="ones", **kwargs):
         # float32 unless told otherwise: masks/flows must not run in float16.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -145,6 +146,8 @@ class MaskedDense(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.use_weight_norm = bool(use_weight_norm)
+        self.gain_initializer = keras.initializers.get(gain_initializer)
 
     def build(self, input_shape):
         fan_in = input_shape[-1]
@@ -157,10 +160,20 @@ class MaskedDense(keras.layers.Layer):
         self.bias = (self.add_weight(name="bias", shape=(self.units,),
                                      initializer=self.bias_initializer)
                      if self.use_bias else None)
+        # Weight normalisation (Salimans & Kingma 2016) of the masked kernel, per unit:
+        # w = g * (v * M) / ||v * M||, so masked entries neither train nor count.
+        self.gain = (self.add_weight(name="gain", shape=(self.units,),
+                                     initializer=self.gain_initializer)
+                     if self.use_weight_norm else None)
 
     def call(self, inputs):
         # New tensor, never an in-place edit of the variable.
-        masked_kernel = self.kernel * tf.constant(self.kernel_mask, dtype=self.kernel.dtype)
+        kernel = tf.convert_to_tensor(self.kernel)
+        masked_kernel = kernel * tf.constant(self.kernel_mask, dtype=kernel.dtype)
+        if self.gain is not None:
+            norm = tf.sqrt(tf.reduce_sum(tf.square(masked_kernel), axis=0, keepdims=True)
+                           + 1e-12)
+            masked_kernel = masked_kernel / norm * tf.cast(self.gain, kernel.dtype)
         outputs = tf.matmul(inputs, tf.cast(masked_kernel, inputs.dtype))
         if self.bias is not None:
             outputs = outputs + tf.cast(self.bias, outputs.dtype)
@@ -178,6 +191,8 @@ class MaskedDense(keras.layers.Layer):
             use_bias=self.use_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            use_weight_norm=self.use_weight_norm,
+            gain_initializer=keras.initializers.serialize(self.gain_initializer),
         )
         return config
 
@@ -206,7 +221,7 @@ class MADE(CheckpointListsMixin, keras.layers.Layer):
     """
 
     def __init__(self, event_size, hidden_units=(640,), num_outputs_per_dim=2,
-                 activation="relu", context_size=0, **kwargs):
+                 activation="relu", context_size=0, weight_norm=False, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.event_size = validate_positive_int("event_size", event_size)
@@ -215,18 +230,23 @@ class MADE(CheckpointListsMixin, keras.layers.Layer):
                                                          num_outputs_per_dim)
         self.context_size = validate_non_negative_int("context_size", context_size)
         self.activation = keras.activations.get(activation)
+        self.weight_norm = bool(weight_norm)
 
         masks = made_masks(self.event_size, self.hidden_units, self.num_outputs_per_dim,
                            include_degree_zero=self.context_size > 0)
         # Activation is applied in call() so the context can be added pre-activation.
         self.hidden_layers = [
-            MaskedDense(units, mask, name=f"masked_dense_{i}", dtype=self.dtype_policy)
+            MaskedDense(units, mask, use_weight_norm=self.weight_norm,
+                        name=f"masked_dense_{i}", dtype=self.dtype_policy)
             for i, (units, mask) in enumerate(zip(self.hidden_units, masks[:-1]))
         ]
+        # Zero output (identity flow at the start): a zero kernel, or with weight norm a
+        # zero gain (a zero kernel has no direction to normalise).
         self.output_layer = MaskedDense(
             self.event_size * self.num_outputs_per_dim, masks[-1],
-            kernel_initializer="zeros", bias_initializer="zeros",
-            name="masked_dense_output", dtype=self.dtype_policy)
+            kernel_initializer="glorot_uniform" if self.weight_norm else "zeros",
+            bias_initializer="zeros", use_weight_norm=self.weight_norm,
+            gain_initializer="zeros", name="masked_dense_output", dtype=self.dtype_policy)
         self.context_layer = (
             keras.layers.Dense(self.hidden_units[0], use_bias=False, name="context_dense",
                                dtype=self.dtype_policy)
@@ -296,5 +316,6 @@ class MADE(CheckpointListsMixin, keras.layers.Layer):
             num_outputs_per_dim=self.num_outputs_per_dim,
             activation=keras.activations.serialize(self.activation),
             context_size=self.context_size,
+            weight_norm=self.weight_norm,
         )
         return config
