@@ -17,6 +17,7 @@ stderr and exits with status 2 instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -31,15 +32,13 @@ import pipelines  # noqa: E402
 from vlae_tf import config as config_lib  # noqa: E402
 from vlae_tf import files  # noqa: E402
 from vlae_tf import images  # noqa: E402
+from vlae_tf import loading  # noqa: E402
 from vlae_tf.config import VLAEConfig  # noqa: E402
 
-CONFIG_FILE = "config.json"
-RUN_FILE = "run.json"  # how the data was fed (dataset, batch size, steps per epoch, ...)
-WEIGHTS_FILE = "model.weights.h5"  # Polyak-averaged weights of the last epoch
-# Polyak-averaged weights of the epoch with the best validation ELBO (launch.train --select)
-BEST_WEIGHTS_FILE = "best.weights.h5"
-# Which weights evaluate / sample / export load (run.json "select"; see selected_weights).
-SELECTIONS = ("best_validation", "last")
+# The files a model_dir holds, and which weights evaluate / sample / export load, are the
+# library's (vlae_tf.loading, also behind vlae_tf.load): one description for both.
+from vlae_tf.loading import (  # noqa: E402
+    BEST_WEIGHTS_FILE, CONFIG_FILE, RUN_FILE, SELECTIONS, WEIGHTS_FILE)
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
 EVAL_IS_FILE = "eval_is.json"
@@ -64,6 +63,7 @@ class LaunchError(ValueError):
 def run_main(main, program: str):
     """Wraps an absl `main(argv)`: LaunchError / missing data -> one line on stderr, exit 2."""
     def wrapped(argv):
+        _quiet_absl_logging()
         if len(argv) > 1:
             fail(program, f"unexpected positional arguments {argv[1:]}; options are --flags")
         try:
@@ -75,6 +75,20 @@ def run_main(main, program: str):
                 raise
             fail(program, disk_full_message(error))
     return wrapped
+
+
+def _quiet_absl_logging():
+    """absl's logger at WARNING (TensorFlow's SavedModel writer logs multi-kilobyte INFO
+    lines through it), unless --verbosity was given or TF_CPP_MIN_LOG_LEVEL=0 (the switch
+    that brings every log line back; README "Quiet start"). Runs inside app.run: its flag
+    parsing sets that logger's level from --verbosity, so doing it earlier does nothing."""
+    from absl import flags as absl_flags, logging as absl_logging
+
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        return
+    verbosity = absl_flags.FLAGS["verbosity"] if "verbosity" in absl_flags.FLAGS else None
+    if verbosity is None or not verbosity.present:
+        absl_logging.set_verbosity(absl_logging.WARNING)
 
 
 def disk_full_message(error: BaseException) -> str:
@@ -334,62 +348,44 @@ def weights_file_bytes(model) -> int:
 
 
 def load_config(model_dir: str) -> VLAEConfig:
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(path):
-        raise LaunchError(f"{path} not found: --model_dir must be a directory written by "
-                          f"launch.train")
-    return VLAEConfig.from_dict(read_json(path))
+    """model_dir/config.json; LaunchError (one line) if model_dir is not a run's."""
+    with _launch_errors():
+        return loading.read_config(model_dir)
 
 
 def load_run(model_dir: str) -> Dict[str, Any]:
-    path = os.path.join(model_dir, RUN_FILE)
-    return read_json(path) if os.path.exists(path) else {}
+    return loading.read_run(model_dir)
 
 
 def selected_weights(model_dir: str, select: Optional[str] = None) -> str:
-    """Path of the Polyak-averaged weights `select` names in a launch.train model_dir.
-
-    None: the run's own choice (run.json "select"; runs from before selection existed:
-    "last"). "best_validation": best.weights.h5, the epoch with the best validation ELBO
-    (run.json "selection" says which); "last": model.weights.h5, the last epoch.
-    """
-    if select is not None and select not in SELECTIONS:
+    """`vlae_tf.loading.selected_weights` (the Polyak-averaged weights `select` names:
+    None = the run's choice), its errors as one-line LaunchErrors."""
+    if select is not None and select not in SELECTIONS:  # named as the flag it came from
         raise LaunchError(f"--select: expected one of {', '.join(SELECTIONS)} (or nothing: "
                           f"the run's choice); got {select!r}")
-    load_config(model_dir)  # not a launch.train model_dir at all: say that first
-    run = load_run(model_dir)
-    select = select or run.get("select", "last")
-    if select == "last":
-        path = os.path.join(model_dir, WEIGHTS_FILE)
-        if not os.path.exists(path):
-            raise LaunchError(f"{path} not found: training has not finished an epoch yet")
-        return path
-    selection = run.get("selection") or {}
-    if selection.get("select") != "best_validation":
-        why = ("it trained on train+validation, so no images were held out"
-               if run.get("train_on") == pipelines.TRAIN_AND_VALIDATION else
-               "no epoch has finished with a finite validation ELBO (or the run used "
-               "--select=last)")
-        raise LaunchError(f"{model_dir} has no best-validation weights: {why}; "
-                          f"use --select=last for the last epoch's weights")
-    path = os.path.join(model_dir, BEST_WEIGHTS_FILE)
-    if not os.path.exists(path):
-        raise LaunchError(f"{path} not found, though {RUN_FILE} selects epoch "
-                          f"{selection.get('epoch')}: re-run the training command to "
-                          f"rewrite it, or use --select=last")
-    return path
+    with _launch_errors():
+        return loading.selected_weights(model_dir, select)
 
 
 def load_trained_model(model_dir: str, select: Optional[str] = None):
-    """(model with the selected Polyak-averaged weights of model_dir, run info dict).
-
-    `select`: see `selected_weights` (default: what the run selected).
-    """
-    config = load_config(model_dir)
-    weights = selected_weights(model_dir, select)
-    model = vlae_tf.VLAE(config)
-    model.load_weights(weights)
+    """(model with the selected Polyak-averaged weights of model_dir, run info dict):
+    `vlae_tf.load`, with its errors as LaunchErrors. `select`: see `selected_weights`."""
+    selected_weights(model_dir, select)  # a bad --select or model_dir: one line, first
+    with _launch_errors():
+        model, _ = loading.load(model_dir, select)
     return model, load_run(model_dir)
+
+
+@contextlib.contextmanager
+def _launch_errors():
+    """The library's ValueError / FileNotFoundError about a model_dir -> LaunchError, so
+    the command line prints them as one line (LaunchError is itself a ValueError: kept)."""
+    try:
+        yield
+    except LaunchError:
+        raise
+    except (ValueError, FileNotFoundError) as error:
+        raise LaunchError(str(error)) from None
 
 
 # -------------------------------------------------------------------------- sampler flag

@@ -16,6 +16,7 @@ import os
 import time
 from typing import Optional
 
+import numpy as np
 from absl import app, flags
 
 from launch import common
@@ -50,6 +51,10 @@ def evaluate(model_dir: str, num_importance_samples: int = 4096,
                                    seed=seed)
     log(f"{model_dir}: -log p(x) with K={num_importance_samples} importance samples on "
         f"{len(images)} {dataset}/{split} images")
+    expected = expected_seconds(model, images, num_importance_samples, batch_size,
+                                chunk_size, seed)
+    log(f"Expected time: about {_duration(expected)} (from a timed pass of one chunk; "
+        f"fewer --num_importance_samples or --max_images to shorten)")
     start = time.time()
     result = evaluation.importance_summary(model, images, num_importance_samples,
                                            batch_size=batch_size, chunk_size=chunk_size,
@@ -80,6 +85,38 @@ def evaluate(model_dir: str, num_importance_samples: int = 4096,
         f"{result['elbo']['negative_elbo_nats']:.2f} nats (KL {result['elbo']['kl_nats']:.2f})")
     log(f"Wrote {output}")
     return result
+
+
+def expected_seconds(model, images, num_samples: int, batch_size: int,
+                     chunk_size: Optional[int], seed: int = 0) -> float:
+    """Extrapolated duration of `importance_summary(model, images, num_samples, ...)`.
+
+    Times one chunk of importance samples on one batch (after an untimed call that
+    traces it), then scales by the chunks per batch and the batches: a long evaluation
+    (K=4096 on 500 digits is ~40 minutes on 2 cores) should say so before it starts.
+    Costs two chunks, against the evaluation's ceil(K / chunk) x batches."""
+    batch_size = min(batch_size, len(images))
+    if chunk_size is None:  # importance_summary's own default
+        chunk_size = max(1, min(num_samples, evaluation.DECODER_IMAGES_PER_PASS // batch_size))
+    chunk_size = min(chunk_size, num_samples)
+    batch = images[:batch_size]
+    timed = None
+    for _ in range(2):
+        begin = time.perf_counter()
+        np.asarray(model.importance_log_likelihood(batch, chunk_size, chunk_size=chunk_size,
+                                                   seed=[seed, 0]))  # wait for the result
+        timed = time.perf_counter() - begin
+    chunks = -(-num_samples // chunk_size)
+    batches = -(-len(images) // batch_size)
+    return timed * chunks * batches
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def define_flags(flag_values=flags.FLAGS) -> None:

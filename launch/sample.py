@@ -33,8 +33,8 @@ def write_pngs(model, out_dir: str, originals=None, num: int = 64, decompression
     if num < 1 or decompressions < 1:
         raise LaunchError(f"--num and --decompressions: expected ints >= 1; got {num}, "
                           f"{decompressions}")
-    if temperature <= 0:
-        raise LaunchError(f"--temperature: expected a number > 0; got {temperature}")
+    if not math.isfinite(temperature) or temperature <= 0:  # nan/inf draw all-zero images
+        raise LaunchError(f"--temperature: expected a finite number > 0; got {temperature}")
     os.makedirs(out_dir, exist_ok=True)
     method = common.sample_method(method)
     start = time.time()

@@ -958,8 +958,14 @@ def config_and_options(flag_values=flags.FLAGS):
         raise LaunchError(f"preset {preset!r} has no default dataset: give --dataset")
     fields = {field.name for field in dataclasses.fields(TrainOptions)} - {"dataset",
                                                                             "model_dir"}
+    model_dir = flag_values.model_dir
+    if model_dir is None:
+        model_dir = os.path.join("runs", preset)
+    elif not model_dir.strip():  # `--model_dir=` (an unset variable?) must not mean the default
+        raise LaunchError(f"--model_dir: expected a directory path (or no --model_dir for "
+                          f"runs/{preset}); got {model_dir!r}")
     options = TrainOptions(
-        dataset=dataset, model_dir=flag_values.model_dir or os.path.join("runs", preset),
+        dataset=dataset, model_dir=model_dir,
         **{name: flag_values[name].value for name in fields})
     return config, options
 

@@ -93,6 +93,13 @@ def load(
       DatasetNotFoundError (a FileNotFoundError): the data is not on this machine.
       CorruptDatasetError (a ValueError): a data file is damaged.
     """
+    return _load(name, split, batch_size, seed, data_dir, with_labels, shuffle, repeat,
+                 drop_remainder, max_examples, validation_size, redraw_binarization=True)
+
+
+def _load(name, split, batch_size, seed, data_dir, with_labels, shuffle, repeat,
+          drop_remainder, max_examples, validation_size, redraw_binarization):
+    """`load`; `redraw_binarization=False`: one fixed draw (`transforms.binarize_fixed`)."""
     entry = _check_common(name, split, seed, data_dir, max_examples, validation_size)
     _check_int("batch_size", batch_size, 1)
     _check_bool("with_labels", with_labels)
@@ -121,6 +128,7 @@ def load(
         drop_remainder=drop_remainder,
         dynamic_binarization=entry.info.binarization == "dynamic",
         with_labels=bool(with_labels),
+        redraw_binarization=redraw_binarization,
     )
 
 
@@ -135,11 +143,13 @@ def load_arrays(
     """A whole split in memory, in source order: ``(images uint8 [N,H,W,C], labels int64 [N])``.
 
     For evaluation and analysis on small datasets. Dynamically binarized datasets return
-    one binarization draw, determined by ``seed`` (batched internally by 2,048, so not the
-    same draw as ``load`` with another batch_size). Unlabeled sources give labels -1.
+    one binarization draw, a pure function of (dataset, split, ``seed``): stateless draws
+    (``transforms.binarize_fixed``), so TensorFlow's global seed does not enter and every
+    entry point (train's final evaluation, evaluate, sample) scores the same pixels. It is
+    not the draw ``load`` makes for the same seed. Unlabeled sources give labels -1.
     Same arguments and errors as ``load``.
     """
-    dataset = load(
+    dataset = _load(
         name,
         split,
         batch_size=_LOAD_ARRAYS_BATCH,
@@ -151,6 +161,7 @@ def load_arrays(
         drop_remainder=False,
         max_examples=max_examples,
         validation_size=validation_size,
+        redraw_binarization=False,
     )
     image_batches, label_batches = [], []
     for images, labels in dataset.as_numpy_iterator():

@@ -27,7 +27,9 @@ def eval_images(dataset: str, split: str, max_images: Optional[int], data_dir=No
     evaluates the same subset, and the first N images of a larger subset are the N-image
     subset. A random subset rather than the first N in file order: some files are sorted
     by class (mnist5k's test split starts with its 50 zeros). `seed` only draws the
-    binarization of dynamically binarized data. `with_labels`: (images, labels).
+    binarization of dynamically binarized data, with stateless draws: the images are a
+    pure function of (dataset, split, seed), whatever TF's global seed (`load_arrays`).
+    `with_labels`: (images, labels).
     """
     if max_images is not None and (isinstance(max_images, bool)
                                    or not isinstance(max_images, numbers.Integral)

@@ -10,6 +10,8 @@ Randomness policy:
     (next epoch, or ``repeat``) reshuffles / redraws, and the sequence of epochs is the same
     for the same seed. As for every seeded TF op, TF's global seed (``tf.random.set_seed``)
     also enters; with it fixed (or unset) the data stream is fully reproducible.
+  * ``load_arrays`` (evaluation images) binarizes with stateless draws only
+    (``binarize_fixed``): a pure function of (dataset, split, seed), whatever the global seed.
 """
 from __future__ import annotations
 
@@ -156,6 +158,28 @@ def binarize_dynamic(dataset: tf.data.Dataset, seed: int) -> tf.data.Dataset:
     )
 
 
+def binarize_fixed(dataset: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    """Replace each 8-bit batch by one Bernoulli(grey / 255) draw that is a pure function of
+    (seed, batch index, batch size): the same on every iteration and in every process.
+
+    For one-pass reads of evaluation images (``load_arrays``). ``binarize_dynamic`` takes its
+    per-batch seeds from ``Dataset.random``, a seeded op into which TF's global seed enters:
+    ``launch.train`` sets it and ``launch.evaluate`` does not, so they scored different
+    pixels of "the same" images. Here every draw is stateless, seeded by
+    [derive_seed(seed, "binarize"), batch index].
+    """
+    base = tf.constant(derive_seed(seed, "binarize"), tf.int64)
+
+    def draw(index, pair):
+        images, labels = pair
+        uniform = tf.random.stateless_uniform(tf.shape(images), seed=tf.stack([base, index]))
+        probability_on = tf.cast(images, tf.float32) / 255.0
+        return tf.cast(uniform < probability_on, tf.uint8), labels
+
+    return dataset.enumerate().map(draw, num_parallel_calls=tf.data.AUTOTUNE,
+                                   deterministic=True)
+
+
 # --------------------------------------------------------------------------------------
 # The common tail: cache, shuffle, repeat, batch, binarize, prefetch
 # --------------------------------------------------------------------------------------
@@ -171,11 +195,13 @@ def build_pipeline(
     drop_remainder: bool,
     dynamic_binarization: bool,
     with_labels: bool,
+    redraw_binarization: bool = True,
 ) -> tf.data.Dataset:
     """Turn a dataset of preprocessed (image uint8 [H,W,C], label int64) into batches.
 
     The cache holds the decoded, preprocessed 8-bit images, so decoding/resizing happens
     once; shuffling and the binarization draw happen after it, so they change every epoch.
+    ``redraw_binarization=False``: one fixed draw instead (``binarize_fixed``).
     """
     dataset = examples.cache()
     if shuffle:
@@ -190,7 +216,8 @@ def build_pipeline(
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if dynamic_binarization:
-        dataset = binarize_dynamic(dataset, seed)
+        binarize = binarize_dynamic if redraw_binarization else binarize_fixed
+        dataset = binarize(dataset, seed)
     if not with_labels:
         dataset = dataset.map(lambda images, labels: images)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -110,6 +110,27 @@ def test_importance_summary_with_one_sample_is_the_elbo_of_each_batch_seed(capsy
     assert not np.allclose(per_image["nll"][3:6], same_seed.numpy())
 
 
+def test_importance_progress_bar_shows_the_running_mean(monkeypatch):
+    """After each batch the bar shows the mean NLL of the images so far. Fed as a plain
+    metric, Progbar averaged the running means again (a mean of means)."""
+    shown = []
+
+    class Recording(keras.utils.Progbar):
+        def update(self, current, values=None, finalize=None):
+            super().update(current, values, finalize)
+            value = self._values["nll_nats"]  # what Progbar displays, by its own rule:
+            shown.append(value[0] / max(1, value[1]) if isinstance(value, list) else value)
+
+    monkeypatch.setattr(keras.utils, "Progbar", Recording)
+    images = binary_images(6, seed=2)
+    images[:2] = 1  # very different NLLs per batch, so a mean of means is visibly off
+    summary, per_image = evaluation.importance_summary(
+        model_for(), images, num_samples=2, batch_size=2, seed=1, return_per_image=True)
+    running = [np.mean(per_image["nll"][:end]) for end in (2, 4, 6)]
+    np.testing.assert_allclose(shown, running, rtol=1e-6)
+    assert shown[-1] == pytest.approx(summary["nll_nats"], rel=1e-6)
+
+
 def test_importance_summary_is_silent_without_progress_and_checks_its_arguments(capsys):
     model = model_for()
     images = binary_images(2)

@@ -293,6 +293,7 @@ def test_evaluate_writes_importance_sampled_nll(trained, tmp_path, capsys):
     assert "active units" in printed
     assert f"{result['bits_per_dim']:.4f} bits/dim" in printed
     assert "4/4" in printed  # the progress bar
+    assert "Expected time: about" in printed  # printed before the evaluation starts
     # Reproducible, and independent of how the samples are chunked.
     again = evaluate_lib.evaluate(str(model_dir), num_importance_samples=8, max_images=4,
                                   chunk_size=8, batch_size=2, output=str(tmp_path / "b.json"),

@@ -172,6 +172,24 @@ def test_data_dependent_init_normalises_preactivations():
     np.testing.assert_allclose(outputs.std(axis=(0, 1, 2)), 1.0, atol=1e-2)
 
 
+@pytest.mark.parametrize("prior", ["af", "standard_normal"])
+def test_data_dependent_init_on_a_degenerate_batch_keeps_the_model_sane(prior):
+    # Identical images give the dense layers zero variance: 1/sqrt(0 + 1e-6) scaled them
+    # by 1000 per layer and the ELBO afterwards was about -1e11.
+    images = binary_images(16)
+    keras.utils.set_random_seed(0)
+    model = vlae_tf.VLAE(tiny_config(prior=prior))
+    before = -model.elbo(images)["elbo"].numpy().mean()
+    assert model.data_dependent_init(np.zeros((8, 8, 8, 1), np.uint8)) > 10
+    gains = [variable.numpy() for variable in model.weights if variable.path.endswith("gain")]
+    assert gains and all(np.all(np.isfinite(gain)) and np.all(np.abs(gain) < 1e3)
+                         for gain in gains)
+    terms = {key: value.numpy() for key, value in model.elbo(images).items()}
+    assert all(np.all(np.isfinite(value)) for value in terms.values())
+    assert -terms["elbo"].mean() < 2 * before, (before, terms)
+    assert terms["kl"].mean() < 100.0, terms["kl"]
+
+
 def test_sampling_and_decompression():
     model = vlae_tf.VLAE(tiny_config())
     samples = model.sample(3, seed=7)

@@ -37,3 +37,22 @@ def test_showcase_images_show_every_class_in_turn():
     np.testing.assert_array_equal(shown, everything[pipelines.showcase_order(labels, 12)])
     shown_labels = labels[pipelines.showcase_order(labels, 12)]
     np.testing.assert_array_equal(shown_labels, list(range(10)) + [0, 1])
+
+
+def test_evaluation_images_do_not_depend_on_the_global_seed():
+    # launch.train sets TF's global seed and launch.evaluate does not: the dynamically
+    # binarized evaluation images must be the same pixels either way (issue 16, item 7).
+    import tensorflow as tf
+    draws = []
+    for global_seed in (1, 2):
+        tf.random.set_seed(global_seed)
+        draws.append(pipelines.eval_images("mnist5k_binary", "test", 50, seed=3))
+    tf.random.set_seed(0)
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert not np.array_equal(draws[0], pipelines.eval_images("mnist5k_binary", "test", 50,
+                                                              seed=4))
+    # Still a Bernoulli(grey / 255) draw of the same digits.
+    grey = pipelines.eval_images("mnist5k", "test", 50)
+    assert set(np.unique(draws[0])) == {0, 1}
+    assert not np.any(draws[0][grey == 0]) and np.all(draws[0][grey == 255])
+    np.testing.assert_allclose(draws[0].mean(), grey.mean() / 255.0, atol=0.01)

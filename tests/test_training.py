@@ -1,6 +1,7 @@
 """Training machinery: IWAE / beta / warm-up objectives, non-finite steps, mixed precision,
 and MirroredStrategy equivalence with a single device."""
 
+import functools
 import json
 import os
 import subprocess
@@ -187,18 +188,76 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         return losses, [w.numpy().tolist() for w in model.trainable_weights], \\
             strategy.num_replicas_in_sync
 
+    # One MirroredStrategy for every model: with a new instance per model, a later model's
+    # all-reduce met another one's in the same collective instance (shape-mismatch abort).
+    two_cpus = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     default = run(tf.distribute.get_strategy())
-    mirrored = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-    print(json.dumps({"default": default, "mirrored": mirrored}))
+    mirrored = run(two_cpus)
+
+    # Free bits over the global batch: the first half of the batch (replica 0) and the
+    # second half (replica 1) get very different KLs, and lambda lies between them.
+    rng = np.random.default_rng(0)
+    sparse = (rng.random((4, 8, 8, 1)) < 0.05).astype(np.uint8)
+    dense = (rng.random((4, 8, 8, 1)) < 0.9).astype(np.uint8)
+    base = VLAEConfig(image_shape=(8, 8, 1), latent_size=4, encoder_filters=(8,),
+                      encoder_hidden=16, prior="standard_normal", window=(3, 2),
+                      decoder_layers=2, decoder_filters=8, decoder_residual_blocks=0,
+                      z_map_channels=4, ema_momentum=None, weight_norm=False)
+
+    def free_bits_run(strategy, config, batch):
+        keras.utils.set_random_seed(7)
+        with strategy.scope():
+            model = vlae_tf.VLAE(config)
+            # The posterior mean projects the hidden features onto (dense - sparse): about
+            # 0 for the sparse images (KL ~0.9 nats), large for the dense ones (~12 nats).
+            hidden = keras.Model(model.encoder.input,
+                                 model.encoder.get_layer("hidden_elu").output)
+            h_sparse, h_dense = (hidden(model._scale(tf.cast(x, tf.float32))).numpy()
+                                 .mean(axis=0) for x in (sparse, dense))
+            direction = (h_dense - h_sparse) / np.sum((h_dense - h_sparse) ** 2)
+            mean_layer = model.encoder.get_layer("mean")
+            mean_layer.kernel.assign(np.outer(direction, [3.0, -3.0, 2.0, -2.0]))
+            mean_layer.bias.assign(-h_sparse @ mean_layer.kernel.numpy())
+            model.compile(optimizer=keras.optimizers.SGD(1e-4))
+        kl = model.elbo(batch)["kl"].numpy()
+        steps = []
+        record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda step, logs: (
+            steps.append([float(logs["loss"]), float(model.soft_kl_weight.numpy())])))
+        model.fit(tf.data.Dataset.from_tensors(batch).repeat(2), epochs=1, verbose=0,
+                  callbacks=[record])
+        return dict(halves_kl=[float(kl[:4].mean()), float(kl[4:].mean())], steps=steps,
+                    weights=[w.numpy().tolist() for w in model.trainable_weights])
+
+    free_bits = []
+    for mode, free_bits_lambda, first in json.loads(sys.argv[1]):
+        config = base.replace(free_bits_mode=mode, free_bits=free_bits_lambda)
+        batch = np.concatenate([sparse, dense] if first == "sparse" else [dense, sparse])
+        free_bits.append([free_bits_run(tf.distribute.get_strategy(), config, batch),
+                          free_bits_run(two_cpus, config, batch)])
+    print(json.dumps({"default": default, "mirrored": mirrored, "free_bits": free_bits}))
 """)
+
+# (mode, lambda, the half of the batch replica 0 gets). Halves' KLs are ~0.9 and ~12 nats
+# (mean ~6.5): hard 3 / 10 put the global mean above / below lambda; soft 3 with the
+# sparse half first has replica 0 lowering gamma where the batch keeps it, soft 10 with
+# the dense half first has replica 0 keeping gamma where the batch lowers it.
+FREE_BITS_CASES = [["hard", 3.0, "sparse"], ["hard", 10.0, "sparse"],
+                   ["soft", 3.0, "sparse"], ["soft", 10.0, "dense"]]
+
+
+@functools.lru_cache(maxsize=None)
+def mirrored_outcome():
+    """One subprocess (two logical CPUs) for both mirrored tests: it costs ~30-60 s."""
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT,
+                             json.dumps(FREE_BITS_CASES)], capture_output=True,
+                            text=True, cwd=REPO, timeout=900,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_mirrored_strategy_matches_single_device():
-    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True,
-                            text=True, cwd=REPO, timeout=600,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    outcome = mirrored_outcome()
     (default_losses, default_weights, one), (mirrored_losses, mirrored_weights, two) = \
         outcome["default"], outcome["mirrored"]
     assert (one, two) == (1, 2)
@@ -207,6 +266,29 @@ def test_mirrored_strategy_matches_single_device():
     np.testing.assert_allclose(mirrored_losses, default_losses, rtol=1e-5)
     for mirrored, default in zip(mirrored_weights, default_weights):
         np.testing.assert_allclose(mirrored, default, rtol=1e-4, atol=1e-6)
+
+
+def test_free_bits_under_mirrored_strategy_match_single_device():
+    # Replica-local hinges would give (1/2) sum_r max(lambda, KL_r) and replica 0's gamma
+    # rule: losses differed by 0.1-2 nats, gamma by a step, weights by 1e-4..1e-2.
+    for (mode, free_bits, first), (single, mirrored) in zip(FREE_BITS_CASES,
+                                                            mirrored_outcome()["free_bits"]):
+        low, high = sorted(single["halves_kl"])
+        assert low < free_bits < high, (mode, free_bits, single["halves_kl"])
+        assert low < 1.5 and high > 10.0, single["halves_kl"]  # the halves differ a lot
+        single_steps, mirrored_steps = np.array(single["steps"]), np.array(mirrored["steps"])
+        assert single_steps.shape == mirrored_steps.shape == (2, 2)
+        np.testing.assert_allclose(mirrored_steps[:, 0], single_steps[:, 0], rtol=1e-5,
+                                   err_msg=f"loss, {mode} free bits {free_bits}")
+        np.testing.assert_allclose(mirrored_steps[:, 1], single_steps[:, 1], rtol=1e-6,
+                                   err_msg=f"gamma, {mode} free bits {free_bits}")
+        for one, two in zip(single["weights"], mirrored["weights"]):
+            np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-5,
+                                       err_msg=f"weights, {mode} free bits {free_bits}")
+    # The soft cases move gamma differently (what replica 0 alone would not do).
+    gammas = [np.array(single["steps"])[:, 1] for single, _ in mirrored_outcome()["free_bits"]]
+    np.testing.assert_allclose(gammas[2][0], 1.0)  # batch KL > 1.05 * 3: kept at 1
+    np.testing.assert_allclose(gammas[3][0], 1 / 1.1, rtol=1e-6)  # batch KL < 10: lowered
 
 
 @pytest.mark.parametrize("prior", ["mog", "vamp"])

@@ -4,15 +4,22 @@
     model = vlae_tf.VLAE(vlae_tf.presets.get("mnist_cpu"))
     model.compile()
     model.fit(dataset_of_uint8_images, epochs=1)
+    model, config = vlae_tf.load("runs/quickstart")   # a launch.train model_dir
 """
 import os
 
 # Keras 3 must run on TensorFlow here: TFP's distributions and bijectors are TF code.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# A quiet start: TensorFlow's C++ INFO lines (CPU-feature banner, XLA compilation notices,
+# SavedModel writer dumps) are noise to a user; level 1 drops INFO only, so warnings and
+# errors still show. Read once, when TensorFlow loads: it only works if we get here first,
+# and a value the user set wins (TF_CPP_MIN_LOG_LEVEL=0 brings the INFO lines back).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from vlae_tf import presets  # noqa: E402
 from vlae_tf.config import VLAEConfig  # noqa: E402
+from vlae_tf.loading import load  # noqa: E402
 from vlae_tf.model import VLAE  # noqa: E402
 
-__all__ = ["VLAE", "VLAEConfig", "presets"]
+__all__ = ["VLAE", "VLAEConfig", "load", "presets"]
 __version__ = "0.1.0"

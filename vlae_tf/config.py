@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from typing import Optional, Tuple
 
 from vlae_tf import window as window_lib
@@ -17,6 +19,8 @@ DECODERS = ("gated", "masked_resnet")
 Z_CONCAT_MASKS = ("A", "B")
 RESIDUAL_PLACEMENTS = ("end", "interleaved")
 LATENT_MAPS = ("dense_upsample", "symmetric")
+# Seeds become int32 tensors (stateless RNG): a larger int would wrap silently.
+INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +126,11 @@ def _normalise(values: dict) -> dict:
     return values
 
 
+def _finite(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
 def _check(condition, field, expected, got):
     if not condition:
         raise ValueError(f"VLAEConfig.{field}: expected {expected}; got {got!r}")
@@ -179,7 +188,10 @@ def _validate(config: VLAEConfig) -> None:
                "its input only)", config.z_conditioning)
         _check(not config.grayscale_window, "grayscale_window",
                "False for decoder='masked_resnet'", config.grayscale_window)
-    _check(config.free_bits >= 0, "free_bits", "a float >= 0 (nats per group)", config.free_bits)
+    # Finite: free_bits=inf makes the hinge inf (every step skipped as non-finite) and
+    # learning_rate=inf makes the first step nan; both must be refused here, by name.
+    _check(_finite(config.free_bits) and config.free_bits >= 0, "free_bits",
+           "a finite float >= 0 (nats per group)", config.free_bits)
     _check(1 <= config.free_bits_groups <= config.latent_size, "free_bits_groups",
            f"an int in [1, latent_size={config.latent_size}]", config.free_bits_groups)
     _check(config.free_bits_mode in FREE_BITS_MODES, "free_bits_mode",
@@ -204,6 +216,10 @@ def _validate(config: VLAEConfig) -> None:
         "separate KL term to weight)", config.num_train_samples)
     _check(config.max_consecutive_nonfinite >= 1, "max_consecutive_nonfinite", "an int >= 1",
            config.max_consecutive_nonfinite)
-    _check(config.learning_rate > 0, "learning_rate", "a float > 0", config.learning_rate)
+    _check(_finite(config.learning_rate) and config.learning_rate > 0, "learning_rate",
+           "a finite float > 0", config.learning_rate)
+    _check(isinstance(config.seed, numbers.Integral) and not isinstance(config.seed, bool)
+           and INT32_MIN <= config.seed <= INT32_MAX, "seed",
+           f"an int in [{INT32_MIN}, {INT32_MAX}] (seeds are int32)", config.seed)
     _check(config.ema_momentum is None or 0 < config.ema_momentum < 1, "ema_momentum",
            "None or a float in (0, 1)", config.ema_momentum)

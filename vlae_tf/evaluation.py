@@ -157,7 +157,10 @@ def importance_summary(model, images, num_samples: int, batch_size: int = 10,
     if chunk_size is None:
         chunk_size = max(1, min(num_samples, DECODER_IMAGES_PER_PASS // batch_size))
     chunk_size = _check_count("chunk_size", chunk_size)
-    progbar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
+    # nll_nats is stateful: we pass the running mean itself. Progbar would otherwise
+    # average the values it is given (weighted by images), a mean of running means.
+    progbar = keras.utils.Progbar(len(images), unit_name="image",
+                                  stateful_metrics=["nll_nats"]) if progress else None
     log_px = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]

@@ -19,6 +19,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf.config import INT32_MAX, INT32_MIN
+
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 INTEGER_DTYPES = (tf.uint8, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint16, tf.bool)
 
@@ -27,7 +29,10 @@ def make_seed(seed) -> tf.Tensor:
     """int -> int32[2] stateless seed; an int32[2]-like is passed through."""
     if seed is None:
         seed = 0
-    if isinstance(seed, (int, np.integer)):
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if not INT32_MIN <= int(seed) <= INT32_MAX:  # would wrap to another seed silently
+            raise ValueError(f"seed: expected an int in [{INT32_MIN}, {INT32_MAX}] (seeds "
+                             f"are int32) or an int32 tensor of shape [2]; got {seed!r}")
         return tf.constant([int(seed) % (2 ** 31 - 1), 0x5EED], dtype=tf.int32)
     seed = tf.convert_to_tensor(seed)
     if seed.shape.rank != 1 or seed.shape[0] != 2:
@@ -53,6 +58,9 @@ def check_images(config, images, name="images"):
     if tuple(images.shape[1:]) != (height, width, channels):
         raise ValueError(f"{name}: expected shape {expected} (config.image_shape); got "
                          f"{tuple(images.shape)}")
+    if images.shape[0] == 0:  # statically empty: the networks would fail deep in Keras
+        raise ValueError(f"{name}: expected at least one image, shape {expected} with "
+                         f"batch >= 1; got shape {tuple(images.shape)}")
     if images.dtype not in INTEGER_DTYPES:
         raise ValueError(
             f"{name}: expected integer pixel values (uint8) in [0, {config.max_value}];"

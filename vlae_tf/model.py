@@ -14,6 +14,7 @@ every public method is reproducible, exportable and identical across runs.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Optional
 
@@ -128,11 +129,26 @@ class VLAE(keras.Model):
 
     def fit(self, *args, callbacks=None, **kwargs):
         """keras.Model.fit, plus a NonFiniteGuard that stops after
-        `config.max_consecutive_nonfinite` skipped non-finite steps in a row."""
+        `config.max_consecutive_nonfinite` skipped non-finite steps in a row.
+
+        Empty training data is a ValueError (Keras returns an empty history without a
+        word): known-empty data before training, data that turns out empty (e.g. a filtered
+        tf.data pipeline) after epochs that ran no step."""
+        arguments = inspect.signature(keras.Model.fit).bind_partial(self, *args, **kwargs)
+        x = arguments.arguments.get("x")
+        epochs = arguments.arguments.get("epochs", 1)
+        initial_epoch = arguments.arguments.get("initial_epoch", 0)
+        _refuse_known_empty(x)
         callbacks = list(callbacks or [])
         if not any(isinstance(callback, NonFiniteGuard) for callback in callbacks):
             callbacks.append(NonFiniteGuard(self.config.max_consecutive_nonfinite))
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        counter = _BatchCounter()
+        history = super().fit(*args, callbacks=callbacks + [counter], **kwargs)
+        if counter.batches == 0 and epochs > initial_epoch and not self.stop_training:
+            raise ValueError(f"x: expected training data with at least one batch; got data "
+                             f"that gave no batch in {epochs - initial_epoch} epoch(s) (an "
+                             f"empty dataset?)")
+        return history
 
     def compile_from_config(self, config):
         """Recompiles a model loaded from a `.keras` file, so that its optimizer and the
@@ -189,8 +205,11 @@ class VLAE(keras.Model):
         self._count_nonfinite(loss)
         if self.config.free_bits_mode == "soft" and self.config.use_latent:
             target = self.config.free_bits * self.config.free_bits_groups
+            # The rule reads the global batch's KL: the variable keeps replica 0's value
+            # (only_first_replica), which must not be replica 0's local share.
+            mean_kl = objectives.global_batch_mean(tf.stop_gradient(terms["kl"]))
             self.soft_kl_weight.assign(objectives.update_soft_kl_weight(
-                self.soft_kl_weight, tf.reduce_mean(terms["kl"]), target))
+                self.soft_kl_weight, mean_kl, target))
         logs = self._update_metrics(loss, terms)
         logs["nonfinite_steps"] = tf.cast(self.nonfinite_steps, tf.float32)
         return _reducible_logs(logs)
@@ -386,6 +405,32 @@ def _reducible_logs(logs):
     if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
         return {key: tf.reshape(value, [1]) for key, value in logs.items()}
     return logs
+
+
+class _BatchCounter(keras.callbacks.Callback):
+    """Counts the training batches `fit` ran. `noise_step` cannot tell: it is assigned
+    before the data is read, and moves by one in an epoch whose data is empty."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def _refuse_known_empty(x):
+    """ValueError for training data known to hold no image: an array or tensor of 0
+    images, or a tf.data.Dataset of cardinality 0."""
+    if isinstance(x, tf.data.Dataset):
+        empty = int(x.cardinality()) == 0
+    else:
+        images = _images_from(x)
+        shape = getattr(images, "shape", None)
+        empty = shape is not None and len(shape) > 0 and shape[0] == 0
+    if empty:
+        raise ValueError("x: expected training data with at least one image; got an empty "
+                         "dataset")
 
 
 def _images_from(data):

@@ -11,6 +11,11 @@ so the optimiser has no gain from pushing a group's rate below lambda (which wou
 posterior collapse early in training). Soft free bits (Chen et al. 2017, CIFAR) instead
 weight the KL by gamma in (0, 1]: gamma is raised 10% when KL > 1.05 * lambda_total and
 lowered 10% when KL < lambda_total.
+
+Both rules read the KL averaged over the *global* batch. Under a distribution strategy a
+replica sees only its share, so `global_batch_mean` all-reduces the sums and counts first:
+max(lambda, mean) of each replica's share is a different objective from max(lambda, mean)
+of the batch whenever the replicas fall on different sides of lambda.
 """
 
 from __future__ import annotations
@@ -22,14 +27,45 @@ SOFT_FREE_BITS_SLACK = 1.05
 MIN_KL_WEIGHT = 1e-3
 
 
+def global_batch_mean(values):
+    """Mean over axis 0 of the global batch, `values` [B, ...] -> [...], in a replica.
+
+    Without a strategy (or with one replica) this is `tf.reduce_mean(values, axis=0)`,
+    unchanged. With R replicas the value is sum / count all-reduced over the replicas, the
+    same on every replica, and the gradient with respect to this replica's values is R / N
+    per image (N the global count). `VLAE.train_step` divides each replica's loss by R and
+    the optimizer sums the replicas' gradients, so a term f(global_batch_mean(v)) gets
+    sum_r (1/R) f'(m) (R/N) dv_r = f'(m) dm: the single-device gradient, also for a
+    non-linear f such as the free-bits hinge and also when the replicas' shares differ.
+    """
+    replica = tf.distribute.get_replica_context()
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replica is None or replicas == 1:
+        return tf.reduce_mean(values, axis=0)
+    local_sum = tf.reduce_sum(values, axis=0)
+    local_count = tf.cast(tf.shape(values)[0], values.dtype)
+    # The all-reduced statistics are constants for the tape: each replica differentiates
+    # only its own share (the gradient sum over replicas does the rest).
+    total, count = replica.all_reduce(tf.distribute.ReduceOp.SUM,
+                                      [tf.stop_gradient(local_sum), local_count])
+    share = local_sum * (replicas / count)
+    # value: total / count exactly (share - stop_gradient(share) is 0); gradient: share's.
+    return tf.stop_gradient(total / count) + (share - tf.stop_gradient(share))
+
+
 def free_bits_kl(kl_per_group, free_bits):
-    """sum_j max(lambda, mean_batch KL_j) for `kl_per_group` [B, G] -> scalar (nats)."""
-    mean_kl = tf.reduce_mean(kl_per_group, axis=0)
+    """sum_j max(lambda, mean_batch KL_j) for `kl_per_group` [B, G] -> scalar (nats).
+
+    The mean is over the global batch (`global_batch_mean`) when run in a replica."""
+    mean_kl = global_batch_mean(kl_per_group)
     return tf.reduce_sum(tf.maximum(mean_kl, tf.cast(free_bits, mean_kl.dtype)))
 
 
 def update_soft_kl_weight(kl_weight, mean_kl, target_kl):
-    """New gamma: x1.1 if KL > 1.05*target, /1.1 if KL < target, clipped to [1e-3, 1]."""
+    """New gamma: x1.1 if KL > 1.05*target, /1.1 if KL < target, clipped to [1e-3, 1].
+
+    `mean_kl` must be the mean over the global batch (`global_batch_mean`), so that every
+    replica computes the same gamma (the variable keeps the first replica's)."""
     raised = tf.minimum(kl_weight * SOFT_FREE_BITS_STEP, 1.0)
     lowered = tf.maximum(kl_weight / SOFT_FREE_BITS_STEP, MIN_KL_WEIGHT)
     return tf.where(mean_kl > SOFT_FREE_BITS_SLACK * target_kl, raised,

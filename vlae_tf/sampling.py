@@ -27,6 +27,9 @@ logits / scales its noise, and scales the prior's base noise (z = f(T * eps)).
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import tensorflow as tf
 
 from vlae_tf import decoders
@@ -43,9 +46,10 @@ def _check_method(method):
 
 
 def _check_temperature(temperature):
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or temperature <= 0:
-        raise ValueError(f"temperature: expected a float > 0; got {temperature!r}")
+    # nan and inf pass `> 0` tests or none at all, and then draw all-zero images silently.
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
+            or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature: expected a finite float > 0; got {temperature!r}")
     return float(temperature)
 
 
@@ -189,8 +193,9 @@ def sample(model, num, seed=None, temperature=1.0, method=DEFAULT_METHOD, jit_co
     """
     _check_method(method)
     temperature = _check_temperature(temperature)
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+    if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < 1:
         raise ValueError(f"num: expected an int >= 1; got {num!r}")
+    num = int(num)  # numpy integers count too
     latent_seed, pixel_seed = _split_seed(model, seed)
     z = None
     if model.config.use_latent:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -73,6 +74,17 @@ class WindowPlan:
         return not (self.sees_above or self.sees_left)
 
 
+def _window_int(value) -> int:
+    """An int (or integral float, e.g. from JSON) as an int; anything else a ValueError.
+    int() alone would truncate (5.7, 3) to (5, 3): a different model without a word."""
+    if isinstance(value, str):
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or not float(value).is_integer():
+        raise ValueError(value)
+    return int(value)
+
+
 def validate_window(window, name: str = "window") -> Optional[Tuple[int, int]]:
     """Checks a user-supplied window and returns it as a tuple (A, B), or None (global)."""
     if window is None:
@@ -89,7 +101,7 @@ def validate_window(window, name: str = "window") -> Optional[Tuple[int, int]]:
                 f"{name}: expected 'AxB' (e.g. '5x3'), 'global' or a pair (A, B); "
                 f"got {window!r}") from None
     try:
-        width, height = (int(value) for value in window)
+        width, height = (_window_int(value) for value in window)
     except (TypeError, ValueError):
         raise ValueError(
             f"{name}: expected a pair of ints (A, B), 'AxB' or None; got {window!r}") from None

@@ -6,6 +6,8 @@ pre-activation starts with zero mean and unit variance:
 
     t = x * (v / ||v||);   g <- init_scale / std(t);   b <- -mean(t) * g
 
+(g <- init_scale for a channel without variance on the batch, e.g. identical images).
+
 It runs eagerly inside the `data_dependent_init()` context: the model is called once on a
 batch and each layer initialises itself from the (already initialised) activations that
 reach it, in data-flow order. Kernels are never mutated in `call`; the normalised kernel is
@@ -20,6 +22,9 @@ import keras
 import tensorflow as tf
 
 _DATA_INIT = {"active": False, "count": 0}
+# Pre-activations are O(1) (unit-norm kernels on O(1) inputs); a batch variance below
+# this (std < 1e-3) is float rounding of a constant, not a scale to normalise.
+MIN_INIT_VARIANCE = 1e-6
 
 
 @contextlib.contextmanager
@@ -44,7 +49,13 @@ def _maybe_initialise(layer, pre_activation, axes):
         return None                      # its first call initialises it
     _DATA_INIT["done"].add(id(layer))
     mean, variance = tf.nn.moments(pre_activation, axes=axes)
-    scale = layer.init_scale / tf.sqrt(variance + 1e-6)
+    # A channel without variance on this batch (identical images reaching a dense layer,
+    # e.g. an all-zero batch) has nothing to normalise: 1/sqrt(0 + 1e-6) would scale it by
+    # 1000 per layer and the KL would reach 1e12. Such channels keep unit scale (g =
+    # init_scale, the norm of w); the others are normalised as before, bit for bit.
+    scale = tf.where(variance > MIN_INIT_VARIANCE,
+                     layer.init_scale / tf.sqrt(variance + 1e-6),
+                     tf.cast(layer.init_scale, variance.dtype))
     layer.gain.assign(scale)
     layer.bias.assign(-mean * scale)
     _DATA_INIT["count"] += 1
