@@ -51,49 +51,16 @@ CHANGES = {"ema_momentum": 0.99}  # and the seed: nothing else differs from the 
 WORK_DIR = os.path.join("runs", "paper_vs_gated")
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results", "paper_vs_gated")
 DATASETS = ("mnist5k_binary", "fashion_mnist_binary")
-IS_FILE = "is_nll_per_image.json"
+IS_FILE = claims.IS_FILE
 
 
 def run_config(preset):
     return common.make_config(preset, CHANGES, seed=FLAGS.seed)
 
 
-def paired_difference(first, second):
-    """Mean and standard error of the per-image differences first - second (the same
-    images in the same order): {"mean_nats", "stderr_nats", "num_images"}."""
-    first, second = (np.asarray(values, np.float64).reshape(-1) for values in (first, second))
-    if first.shape != second.shape:
-        raise ValueError(f"per-image values: expected two arrays of the same length (the same "
-                         f"images); got {first.size} and {second.size}")
-    mean, stderr = evaluation.mean_and_stderr(first - second)
-    return {"mean_nats": mean, "stderr_nats": stderr, "num_images": int(first.size)}
-
-
-def importance_sampled(model, options, step):
-    """(importance_summary, per-image NLLs) of launch.train's final evaluation (same images,
-    K, batch size, chunking and seed), cached in the run directory for this step."""
-    settings = {"dataset": options.dataset, "step": int(step), "seed": model.config.seed,
-                "max_images": options.eval_max_images, "num_images": FLAGS.nll_images,
-                "num_importance_samples": options.eval_num_importance_samples,
-                "batch_size": options.eval_batch_size, "chunk_size": options.eval_chunk_size,
-                "order": pipelines.EVAL_ORDER}
-    path = os.path.join(options.model_dir, IS_FILE)
-    if os.path.exists(path):
-        cached = common.read_json(path)
-        if cached["settings"] == settings:
-            print(f"IS-NLL of step {step} already in {path}")
-            return cached["summary"], np.asarray(cached["nll"], np.float64)
-    test_images = pipelines.eval_images(options.dataset, options.eval_split,
-                                        options.eval_max_images, seed=model.config.seed)
-    print(f"Importance-sampled NLL with K={options.eval_num_importance_samples} on "
-          f"{FLAGS.nll_images} of those images:", flush=True)
-    summary, per_image = evaluation.importance_summary(
-        model, test_images[:FLAGS.nll_images], options.eval_num_importance_samples,
-        batch_size=options.eval_batch_size, chunk_size=options.eval_chunk_size,
-        seed=model.config.seed, return_per_image=True)
-    common.write_json_atomic(path, {"settings": settings, "summary": summary,
-                                    "nll": per_image["nll"].tolist()})
-    return summary, per_image["nll"]
+# The paired difference and the cached per-image IS-NLL are bench.claims' (shared).
+paired_difference = claims.paired_difference
+importance_sampled = claims.importance_sampled
 
 
 def train_and_evaluate(preset, judge):

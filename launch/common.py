@@ -354,7 +354,9 @@ def load_config(model_dir: str) -> VLAEConfig:
 
 
 def load_run(model_dir: str) -> Dict[str, Any]:
-    return loading.read_run(model_dir)
+    """model_dir/run.json ({} if there is none); LaunchError (one line) if it is damaged."""
+    with _launch_errors():
+        return loading.read_run(model_dir)
 
 
 def selected_weights(model_dir: str, select: Optional[str] = None) -> str:
@@ -396,3 +398,26 @@ def sample_method(requested: str = "auto") -> str:
         return images.resolve_sample_method(requested)
     except ValueError as error:
         raise LaunchError(str(error)) from None
+
+
+# ------------------------------------------------------------------------ other arguments
+def check_seed(seed, name: str = "--seed") -> int:
+    """A --seed: an int in [0, 2**31 - 1] (it seeds the data pipelines too, which take
+    no negative seeds, and stateless int32 draws); LaunchError (one line) otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= seed <= config_lib.INT32_MAX:
+        raise LaunchError(f"{name}: expected an int in [0, {config_lib.INT32_MAX}]; "
+                          f"got {seed!r}")
+    return int(seed)
+
+
+def check_output_file(path: str, name: str) -> None:
+    """A file path the command will write: its directory must exist (LaunchError now, not
+    a traceback after the work is done), and it must not be a directory itself."""
+    if os.path.isdir(path):
+        raise LaunchError(f"{name}: expected a file path; {path} is a directory")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise LaunchError(f"{name}: expected a path in an existing directory; {directory} "
+                          f"{what} (create it first)")

@@ -41,6 +41,9 @@ def evaluate(model_dir: str, num_importance_samples: int = 4096,
     if num_importance_samples < 1:
         raise LaunchError(f"--num_importance_samples: expected an int >= 1; got "
                           f"{num_importance_samples}")
+    common.check_seed(seed)
+    if output is not None:  # before minutes of evaluation, not when writing the result
+        common.check_output_file(output, "--output")
     weights = common.selected_weights(model_dir, select)
     model, run = common.load_trained_model(model_dir, select)
     dataset = dataset or run.get("dataset")
@@ -66,8 +69,11 @@ def evaluate(model_dir: str, num_importance_samples: int = 4096,
     if os.path.basename(weights) == common.BEST_WEIGHTS_FILE:
         result["selection"] = run.get("selection")
     state_path = os.path.join(model_dir, common.CHECKPOINT_DIR, "latest.json")
-    if os.path.exists(state_path):
-        latest = common.read_json(state_path)
+    try:  # informational: a damaged pointer (launch.train falls back past it) is skipped
+        latest = common.read_json(state_path) if os.path.exists(state_path) else {}
+    except (OSError, ValueError):
+        latest = {}
+    if isinstance(latest, dict) and latest:
         result.update(step=latest.get("step"), epoch=latest.get("epoch"))
     if diagnostics_images and model.config.use_latent and model.iaf is None:
         latent = diagnostics.model_diagnostics(model, images[:diagnostics_images],
@@ -132,8 +138,8 @@ def define_flags(flag_values=flags.FLAGS) -> None:
                          lower_bound=1, flag_values=flag_values)
     flags.DEFINE_integer("batch_size", 10, "Images per importance-sampling call.",
                          lower_bound=1, flag_values=flag_values)
-    flags.DEFINE_integer("seed", 0, "Seed of the importance samples (and binarization).",
-                         lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "Seed of the importance samples (and binarization); "
+                         "an int >= 0.", flag_values=flag_values)
     flags.DEFINE_enum("dataset", None, list(pipelines.names()),
                       "Default: the dataset the model was trained on.", flag_values=flag_values)
     flags.DEFINE_string("data_dir", None, "Where the dataset lives.", flag_values=flag_values)

@@ -35,7 +35,12 @@ def write_pngs(model, out_dir: str, originals=None, num: int = 64, decompression
                           f"{decompressions}")
     if not math.isfinite(temperature) or temperature <= 0:  # nan/inf draw all-zero images
         raise LaunchError(f"--temperature: expected a finite number > 0; got {temperature}")
-    os.makedirs(out_dir, exist_ok=True)
+    common.check_seed(seed)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:  # a file in the way, no permission, a read-only disk
+        raise LaunchError(f"--out_dir: expected a directory it can write the PNGs to; "
+                          f"{out_dir!r}: {error.strerror or error}") from None
     method = common.sample_method(method)
     start = time.time()
     samples, rows = images.samples_and_decompressions(
@@ -60,6 +65,10 @@ def sample(model_dir: str, num: int = 64, seed: int = 0, temperature: float = 1.
            split: str = "test", method: str = "auto", zoom: int = 2,
            dataset: Optional[str] = None, data_dir: Optional[str] = None, log=print) -> dict:
     """Loads model_dir's Polyak-averaged model and writes samples.png / decompressions.png."""
+    common.check_seed(seed)
+    if out_dir is not None and os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise LaunchError(f"--out_dir: expected a directory for samples.png and "
+                          f"decompressions.png; {out_dir} is a file")
     model, run = common.load_trained_model(model_dir)
     originals = None
     if num_images and model.config.use_latent:
@@ -77,7 +86,7 @@ def define_flags(flag_values=flags.FLAGS) -> None:
     flags.DEFINE_string("model_dir", None, "A directory written by launch.train.",
                         flag_values=flag_values)
     flags.DEFINE_integer("num", 64, "Prior samples.", lower_bound=1, flag_values=flag_values)
-    flags.DEFINE_integer("seed", 0, "Seed of the draws.", lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "Seed of the draws (an int >= 0).", flag_values=flag_values)
     flags.DEFINE_float("temperature", 1.0, "Scales prior and pixel noise (> 0).",
                        flag_values=flag_values)
     flags.DEFINE_string("out_dir", None, "Default model_dir/samples.", flag_values=flag_values)

@@ -32,6 +32,10 @@ flags.DEFINE_float("restart_delay", 2.0, "Seconds to wait before a restart.", lo
 USAGE_ERROR = 2  # launch.*: a bad flag; restarting cannot help
 
 
+class CommandError(ValueError):
+    """The command cannot be started at all (no such program, not executable)."""
+
+
 def supervise(command, max_restarts: int, restart_delay: float, log=print) -> int:
     """Runs `command` (a list) until it succeeds; returns its last exit status."""
     stopping = []
@@ -46,7 +50,14 @@ def supervise(command, max_restarts: int, restart_delay: float, log=print) -> in
                 for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         for attempt in range(max_restarts + 1):
-            child = subprocess.Popen(command)
+            try:
+                child = subprocess.Popen(command)
+            except OSError as error:  # FileNotFoundError, PermissionError: retrying cannot help
+                raise CommandError(
+                    f"cannot run the command {command[0]!r}: "
+                    f"{error.strerror or type(error).__name__}; expected an executable "
+                    f"program after the flags, e.g. launch.supervise -- python3 -m "
+                    f"launch.train ...") from None
             status = child.wait()
             if status == 0 or stopping or status == USAGE_ERROR:
                 return status
@@ -72,8 +83,12 @@ def main(argv):
     if not command:
         raise app.UsageError("expected a command after the flags, e.g. "
                              "python -m launch.supervise -- python -m launch.train ...")
-    status = supervise(command, FLAGS.max_restarts, FLAGS.restart_delay,
-                       log=lambda message: print(message, file=sys.stderr, flush=True))
+    try:
+        status = supervise(command, FLAGS.max_restarts, FLAGS.restart_delay,
+                           log=lambda message: print(message, file=sys.stderr, flush=True))
+    except CommandError as error:  # one line and status 2, as the launch.* commands
+        print(f"launch.supervise: error: {error}", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
     sys.exit(status if status >= 0 else 128 - status)
 
 

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import vlae_tf  # noqa: E402
-from vlae_tf import diagnostics, distribute, evaluation, files, images  # noqa: E402
+from vlae_tf import diagnostics, distribute, evaluation, files, images, loading  # noqa: E402
 
 DEFAULT_EPOCHS = 10
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
@@ -150,6 +150,11 @@ def _require(condition, name, expected, got):
         raise LaunchError(f"--{name}: expected {expected}; got {got!r}")
 
 
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 # ------------------------------------------------------------------------------ checkpoints
 class Checkpoints:
     """The exact training state at epoch ends, under model_dir/checkpoints/.
@@ -162,7 +167,9 @@ class Checkpoints:
     atomically) then points to it. A crash at any moment leaves `latest.json` pointing at
     a complete checkpoint. A failed save (a full disk: DiskFullError) removes its
     `.tmp/` directory and leaves `latest.json` as it was; `sweep` removes the `.tmp/` of a
-    save that was killed.
+    save that was killed. Damage after the fact (a garbage `latest.json`, a truncated
+    weights file) makes `restore_latest` fall back to the previous complete checkpoint
+    (`candidates`), said in one line.
     """
 
     WEIGHTS = "train_state.weights.h5"
@@ -175,23 +182,97 @@ class Checkpoints:
         self.keep = keep
 
     def latest(self) -> Optional[dict]:
+        """The state (with "name") of the checkpoint to resume from, without loading it:
+        what `latest.json` points to or, if that is damaged, the newest complete checkpoint
+        (see `candidates`); None when there is no `latest.json` (a fresh run)."""
+        candidates, problems = self.candidates()
+        if candidates:
+            return candidates[0]
+        if problems:
+            raise LaunchError(self._nothing_usable(problems))
+        return None
+
+    def candidates(self):
+        """([state, ...] to try in order, [problem, ...]) for resuming.
+
+        First the checkpoint `latest.json` names, then the older complete ones, newest
+        first: when the named one turns out damaged, training falls back to the previous
+        good one. A `latest.json` that is not readable (garbage, a bad name) leaves the
+        complete checkpoints, newest first. A checkpoint is complete when its directory
+        `ckpt-<step>` (not `.tmp`) holds the weights and a readable `state.json` of that
+        step. ([], []) without a `latest.json`: nothing to resume.
+        """
         if not os.path.exists(self.pointer):
-            return None
+            return [], []
+        problems, pointed = [], None
         try:
             state = common.read_json(self.pointer)
         except (OSError, ValueError) as error:
-            raise LaunchError(f"{self.pointer}: not a readable checkpoint pointer ({error}); "
-                              f"delete {self.directory} to restart training from scratch")
-        name = state.get("name") if isinstance(state, dict) else None
-        if not (isinstance(name, str) and self.NAME.fullmatch(name)):
-            raise LaunchError(f"{self.pointer}: expected \"name\" of the form ckpt-<9 digits>"
-                              f" (what launch.train writes); got {name!r}; delete "
-                              f"{self.directory} to restart training from scratch")
+            problems.append(f"{self.pointer} is not a readable checkpoint pointer "
+                            f"({_first_line(error)})")
+        else:
+            name = state.get("name") if isinstance(state, dict) else None
+            if not (isinstance(name, str) and self.NAME.fullmatch(name)):
+                problems.append(f"{self.pointer}: expected \"name\" of the form "
+                                f"ckpt-<9 digits> (what launch.train writes); got {name!r}")
+            elif not os.path.exists(os.path.join(self.directory, name, self.WEIGHTS)):
+                problems.append(f"{self.pointer} points to "
+                                f"{os.path.join(self.directory, name, self.WEIGHTS)}, which is "
+                                f"missing")
+            else:
+                pointed = dict(state)
+        names = sorted((entry for entry in os.listdir(self.directory)
+                        if self.NAME.fullmatch(entry)), reverse=True)
+        if pointed is not None:  # never newer than the committed one
+            names = [entry for entry in names if entry < pointed["name"]]
+        candidates = [pointed] if pointed is not None else []
+        for name in names:
+            state, problem = self._complete(name)
+            if problem:
+                problems.append(problem)
+            else:
+                candidates.append(state)
+        return candidates, problems
+
+    def _complete(self, name):
+        """(state of checkpoint `name`, None), or (None, why it cannot be used)."""
         weights = os.path.join(self.directory, name, self.WEIGHTS)
-        if not os.path.exists(weights):
-            raise LaunchError(f"{self.pointer} points to {weights}, which is missing; delete "
-                              f"{self.directory} to restart training from scratch")
-        return state
+        path = os.path.join(self.directory, name, "state.json")
+        if not os.path.isfile(weights):
+            return None, f"{weights} is missing"
+        try:
+            state = common.read_json(path)
+        except (OSError, ValueError) as error:
+            return None, f"{path} is not readable ({_first_line(error)})"
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int) \
+                or f"ckpt-{state['step']:09d}" != name or not isinstance(state.get("epoch"), int):
+            return None, f"{path} does not describe {name}"
+        return dict(state, name=name), None
+
+    def _nothing_usable(self, problems) -> str:
+        return (f"no usable checkpoint to resume from in {self.directory}: "
+                f"{'; '.join(problems)}; delete {self.directory} to restart training from "
+                f"scratch")
+
+    def restore_latest(self, model, log=print) -> Optional[dict]:
+        """Restores the newest usable checkpoint (`candidates`, in order) into `model` and
+        returns its state; None for a fresh run. A damaged one (its weights file truncated
+        or garbage) is skipped for the previous one, said in one line; LaunchError (one
+        line, naming the files) when none is usable."""
+        candidates, problems = self.candidates()
+        if not candidates and not problems:
+            return None
+        for state in candidates:
+            try:
+                self.restore(model, state)
+            except loading.DamagedFileError as error:
+                problems.append(str(error).split("; ")[0])
+                continue
+            if problems:
+                log(f"Resuming from {state['name']} (step {state['step']}), the newest usable "
+                    f"checkpoint: {'; '.join(problems)}.")
+            return state
+        raise LaunchError(self._nothing_usable(problems))
 
     def save(self, model, state: dict) -> None:
         os.makedirs(self.directory, exist_ok=True)
@@ -223,14 +304,13 @@ class Checkpoints:
 
     def restore(self, model, state: dict) -> None:
         """Loads weights and optimizer state (the optimizer is built first so it has slots)."""
-        model.optimizer.build(model.trainable_variables)
+        if not getattr(model.optimizer, "built", False):  # again would add variables
+            model.optimizer.build(model.trainable_variables)
         path = os.path.join(self.directory, state["name"], self.WEIGHTS)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model.load_weights(path)
-        skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
-        if skipped:  # Keras only warns; a partial restore would silently change training
-            raise LaunchError(f"{path} does not fit this model: {skipped[0]}")
+        try:  # DamagedFileError: unreadable; a file that does not fit: one line, no fallback
+            loading.load_weights(model, path)
+        except loading.ConfigMismatchError as error:
+            raise LaunchError(str(error)) from None
 
     def sweep(self) -> list:
         """Removes the `.tmp/` directories of saves that were killed; returns their paths."""
@@ -443,32 +523,93 @@ def _repair_best_weights(model, model_dir, state, chief=True):
 
 
 def _append_jsonl(path, line):
+    """Appends `line` as one line of strict JSON: NaN and +-inf (a diverged step) are
+    written as null, since JSON has no such numbers (json.dumps would write bare NaN /
+    Infinity tokens, which strict parsers refuse). One write of the whole line, so a crash
+    can only tear the last line (which `_truncate_metrics` drops on resume)."""
     import json
+    text = json.dumps(_finite_or_none(line), sort_keys=True, allow_nan=False) + "\n"
     with open(path, "a") as handle:
-        handle.write(json.dumps(line, sort_keys=True) + "\n")
+        handle.write(text)
 
 
-def _truncate_metrics(path, step):
-    """Drops metrics.jsonl lines written after `step` (by a run interrupted mid-epoch)."""
+def _finite_or_none(value):
+    """`value` with every non-finite float (NaN, +-inf), also numpy's, replaced by None."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _truncate_metrics(path, step, log=print):
+    """Drops metrics.jsonl lines written after `step` (by a run interrupted mid-epoch), and
+    lines that are not JSON objects: a crash (kill -9, a full disk) while appending leaves a
+    torn last line, which would otherwise break every reader; one line says so."""
     import json
     if not os.path.exists(path):
         return
-    with open(path) as handle:
-        lines = [line for line in handle if line.strip()]
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    lines = [line + "\n" for line in text.split("\n") if line.strip()]
+    torn = []
 
     def keep(line):
         try:
-            return json.loads(line).get("step", 0) <= step
+            value = json.loads(line)
         except ValueError:  # torn by a kill or a full disk in the middle of an append
+            value = None
+        if not isinstance(value, dict):
+            torn.append(line)
             return False
+        return value.get("step", 0) <= step
 
     kept = [line for line in lines if keep(line)]
-    if len(kept) != len(lines):
+    if torn:
+        where = "its last line" if torn == lines[-1:] else f"{len(torn)} line(s)"
+        log(f"Dropped {where} of {path}, torn by an interrupted write (not JSON: "
+            f"{torn[-1].strip()[:60]!r}).")
+    # Rewritten also when only the final newline is missing: the next append would
+    # otherwise continue that line.
+    if len(kept) != len(lines) or (text and not text.endswith("\n")):
         common.write_text_atomic(path, "".join(kept))
+
+
+def _load_last_weights(model, model_dir, state, chief=True, log=print):
+    """model <- model.weights.h5 (the last epoch's Polyak-averaged weights) when nothing was
+    trained in this session. A damaged file (truncated, garbage) is written anew from the
+    restored checkpoint's averages -- the same weights, written just before that checkpoint
+    -- and said in one line. Every worker swaps the averages in (a collective under
+    multi_worker); only the chief writes the file."""
+    path = os.path.join(model_dir, common.WEIGHTS_FILE)
+    config_path = os.path.join(model_dir, common.CONFIG_FILE)
+    try:
+        loading.load_weights(model, path, config_path)
+        return
+    except loading.ConfigMismatchError as error:
+        raise LaunchError(str(error)) from None
+    except loading.DamagedFileError as error:
+        if chief:
+            log(f"{str(error).split('; ')[0]}: writing it again from the Polyak averages of "
+                f"checkpoint {state.get('name', '')} (step {state['step']}).")
+    import tempfile
+    with tempfile.TemporaryDirectory() as scratch:  # non-chief workers: a scratch copy
+        target = path if chief else os.path.join(scratch, common.WEIGHTS_FILE)
+        with evaluation.polyak_weights(model):
+            common.save_weights_atomic(model, target)
+        loading.load_weights(model, target, config_path)
 
 
 # ------------------------------------------------------------------------------------ train
 def _config_difference(old: dict, new: dict):
+    # A field added after the run was made is missing from its config.json; new fields
+    # default to what the code did before them, so a missing one counts as its default.
+    defaults = _json_ready({field.name: field.default
+                            for field in dataclasses.fields(vlae_tf.VLAEConfig)
+                            if field.default is not dataclasses.MISSING})
+    old = {**{key: defaults[key] for key in new if key not in old and key in defaults}, **old}
     keys = sorted(set(old) | set(new))
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys
             if old.get(key) != new.get(key)]
@@ -561,7 +702,18 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
     config_path = os.path.join(model_dir, common.CONFIG_FILE)
     config_dict = _json_ready(config.to_dict())
     if os.path.exists(config_path):
-        differences = _config_difference(common.read_json(config_path), config_dict)
+        try:
+            previous_config = common.read_json(config_path)
+        except ValueError as error:  # not JSON (UnicodeDecodeError is a ValueError too)
+            previous_config = error
+        if not isinstance(previous_config, dict):
+            why = (_first_line(previous_config) if isinstance(previous_config, Exception)
+                   else f"got a {type(previous_config).__name__}")
+            raise LaunchError(f"{config_path} is damaged: expected the run's VLAEConfig as "
+                              f"a JSON object ({why}); delete it and run the same command "
+                              f"again (it is written from the flags; a checkpoint that does "
+                              f"not fit them is refused)")
+        differences = _config_difference(previous_config, config_dict)
         if differences:
             raise LaunchError(
                 f"{model_dir} holds a run with a different config ({'; '.join(differences)}):"
@@ -613,9 +765,8 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
     with _dtype_policy(options.mixed_precision), strategy.scope():
         model = vlae_tf.VLAE(config)
         model.compile()
-        state = checkpoints.latest()
+        state = checkpoints.restore_latest(model, log)  # falls back past damaged ones
         if state is not None:
-            checkpoints.restore(model, state)
             initial_epoch = int(state["epoch"])
             log(f"Resuming {model_dir} from its checkpoint after epoch {initial_epoch} "
                 f"(step {state['step']}).")
@@ -626,7 +777,7 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
             if options.data_dependent_init:
                 model.data_dependent_init(_data_init_images(train_stream()))
     if chief:
-        _truncate_metrics(os.path.join(model_dir, common.METRICS_FILE), state["step"])
+        _truncate_metrics(os.path.join(model_dir, common.METRICS_FILE), state["step"], log)
 
     total = epochs * steps_per_epoch
     log(f"Training {_describe(config)} on {options.dataset} ({data_steps} batches per pass "
@@ -681,17 +832,21 @@ def train(config: vlae_tf.VLAEConfig, options: TrainOptions, log=print,
     else:
         log(f"{model_dir} has used its --max_minutes={options.max_minutes:g} budget.")
     if not trained and state["step"] > 0:
-        model.load_weights(os.path.join(model_dir, common.WEIGHTS_FILE))
+        _load_last_weights(model, model_dir, state, chief, log)
     if not chief:  # the chief evaluates and writes eval.json
         return {"model_dir": model_dir, "epochs": state["epoch"], "step": state["step"],
                 "train_seconds": state.get("train_seconds", 0.0),
                 "train_metrics": state.get("metrics", {}), "eval": None}
-    state = checkpoints.latest() or state
+    if trained:  # the checkpoint the run just committed (not trained: the restored one)
+        state = checkpoints.latest() or state
     selection = common.load_run(model_dir).get("selection")
     if select == "best_validation" and state["step"] > 0:
         # Evaluate what evaluate / sample / export will load (the model holds the last
         # epoch's average).
-        model.load_weights(common.selected_weights(model_dir))
+        try:
+            loading.load_weights(model, common.selected_weights(model_dir), config_path)
+        except ValueError as error:  # DamagedFileError, ConfigMismatchError: one line
+            raise LaunchError(str(error)) from None
         log(f"Evaluating the selected weights: epoch {selection['epoch']} (step "
             f"{selection['step']}), the best validation -ELBO "
             f"{selection['validation_negative_elbo_nats']:.2f} nats over "
@@ -951,6 +1106,8 @@ def define_flags(flag_values=flags.FLAGS) -> None:
 def config_and_options(flag_values=flags.FLAGS):
     """(VLAEConfig, TrainOptions) from parsed flags; LaunchError on bad combinations."""
     preset = flag_values.preset
+    if flag_values.seed is not None:  # the data pipelines take no negative seed
+        common.check_seed(flag_values.seed)
     config = common.make_config(preset, common.config_overrides(flag_values),
                                 seed=flag_values.seed)
     dataset = flag_values.dataset or vlae_tf.presets.default_dataset(preset)

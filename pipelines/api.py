@@ -110,6 +110,11 @@ def _load(name, split, batch_size, seed, data_dir, with_labels, shuffle, repeat,
     shuffle = is_train if shuffle is None else bool(shuffle)
     drop_remainder = is_train if drop_remainder is None else bool(drop_remainder)
 
+    if entry.pipeline is not None:  # generated on the fly (dsprites): no cache, no files
+        return entry.pipeline(split, batch_size=int(batch_size), seed=int(seed),
+                              shuffle=shuffle, repeat=bool(repeat),
+                              drop_remainder=drop_remainder, with_labels=bool(with_labels),
+                              max_examples=max_examples, validation_size=validation_size)
     examples, num_examples = entry.open_split(split, data_dir, validation_size)
     if max_examples is not None and max_examples < num_examples:
         examples, num_examples = examples.take(max_examples), max_examples

@@ -12,7 +12,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from pipelines import sources, transforms
+from pipelines import dsprites, sources, transforms
 
 SPLITS = ("train", "validation", "test")
 # Not one of SPLITS (nothing is evaluated on it): the training split with its validation
@@ -64,6 +64,12 @@ class _Entry:
     # Number of train examples moved to validation by default; None when the source has
     # its own validation split (then validation_size may not be given).
     default_validation_size: Optional[int]
+    # Datasets generated on the fly (dsprites): builds the whole batched pipeline in place
+    # of open_split + transforms.build_pipeline, whose cache and split-sized shuffle buffer
+    # would hold every image in memory. Called by api._load with keyword arguments
+    # (batch_size, seed, shuffle, repeat, drop_remainder, with_labels, max_examples,
+    # validation_size) after the common argument checks.
+    pipeline: Optional[Callable[..., tf.data.Dataset]] = None
 
 
 # --------------------------------------------------------------------------------------
@@ -256,8 +262,9 @@ _DYNAMIC = (
 _ENTRIES: Dict[str, _Entry] = {}
 
 
-def _register(info: DatasetInfo, open_split, default_validation_size: Optional[int]) -> None:
-    _ENTRIES[info.name] = _Entry(info, open_split, default_validation_size)
+def _register(info: DatasetInfo, open_split, default_validation_size: Optional[int],
+              pipeline=None) -> None:
+    _ENTRIES[info.name] = _Entry(info, open_split, default_validation_size, pipeline)
 
 
 _register(
@@ -398,6 +405,19 @@ for _name, _binary in (("mnist5k", False), ("mnist5k_binary", True)):
         _open_mnist5k(_name),
         MNIST5K_DEFAULT_VALIDATION_SIZE,
     )
+_register(
+    DatasetInfo(
+        name="dsprites",
+        image_shape=dsprites.IMAGE_SHAPE, max_value=1, num_classes=dsprites.NUM_IMAGES,
+        binarization="static",
+        splits=dsprites.SPLITS_TEXT,
+        source=dsprites.SOURCE_TEXT,
+        how_to_obtain="Nothing to obtain: the images are generated (pipelines/dsprites.py).",
+    ),
+    dsprites.open_split,
+    dsprites.HELD_OUT_MAX,
+    pipeline=dsprites.registry_pipeline,
+)
 
 
 def names() -> Tuple[str, ...]:

@@ -35,7 +35,7 @@ def test_averages_follow_the_schedule_step_by_step():
                                    expected, rtol=1e-5)
 
 
-def _short_run_negative_elbos(optimizer_factory):
+def _short_run_negative_elbos(optimizer_factory, seed=0):
     config = VLAEConfig(image_shape=(8, 8, 1), latent_size=4, encoder_filters=(8,),
                         encoder_hidden=16, prior="standard_normal", window=(3, 2),
                         decoder_layers=2, decoder_filters=8, decoder_residual_blocks=0,
@@ -46,6 +46,7 @@ def _short_run_negative_elbos(optimizer_factory):
     images[::2, :4] = 1
     images[1::2, :, :4] = 1
     images = np.where(rng.random(images.shape) < 0.05, 1 - images, images).astype(np.uint8)
+    keras.utils.set_random_seed(seed)  # the result must not depend on earlier tests
     model = vlae_tf.VLAE(config)
     model.compile(optimizer=optimizer_factory(config))
     scores = {}
@@ -67,8 +68,9 @@ def _short_run_negative_elbos(optimizer_factory):
 
 def test_a_short_runs_averaged_weights_are_as_good_as_the_raw_ones():
     warm = _short_run_negative_elbos(optimizers.default_optimizer)
-    # 0.5 nats of slack: the average lags the raw weights by a few steps.
-    assert warm["averaged"] <= warm["raw"] + 0.5, warm
+    # 1 nat of slack: at step 40 the loss still falls fast and the average lags the raw
+    # weights by a few steps (0.30-0.64 nats over seeds 0-3); a constant 0.998 is > 5 worse.
+    assert warm["averaged"] <= warm["raw"] + 1.0, warm
     constant = _short_run_negative_elbos(lambda config: keras.optimizers.Adamax(
         config.learning_rate, use_ema=True, ema_momentum=config.ema_momentum))
     # What the warm-up fixes: with a constant 0.998 the average is still near the start.

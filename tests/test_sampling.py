@@ -30,6 +30,16 @@ from vlae_tf.flows import AutoregressiveFlowPrior
 BINARY_WINDOWS = [(1, 1), (5, 3), (7, 4), None, (1, 0)]
 
 
+@pytest.fixture(autouse=True)
+def cached_sampler_without_xla(request, monkeypatch):
+    """The cached sampler runs without XLA here unless a test is marked `xla` or asks
+    for `jit_compile=True`: compiling it costs ~5 s per model, and XLA == no XLA is pinned
+    per decoder family by test_cached_parameters_are_a_full_decoder_pass (parameters, both
+    settings) and test_unconditional_model_and_xla_on_off (images, both settings)."""
+    if request.node.get_closest_marker("xla") is None:
+        monkeypatch.setattr(sampling, "auto_jit_compile", lambda model, batch: False)
+
+
 def tiny_config(**changes):
     base = VLAEConfig(image_shape=(7, 8, 1), latent_size=4, encoder_filters=(4,),
                       encoder_hidden=8, prior="af", prior_steps=2, prior_hidden=(8,),
@@ -321,6 +331,7 @@ def test_prior_sampler_is_compiled_and_matches_eager_and_log_prob():
 
 
 # ------------------------------------------------------------------ speed, errors
+@pytest.mark.xla
 def test_cached_sampler_is_much_faster_than_naive():
     """16x16 colour: the speed sanity check, and identity on 3 x 768 8-bit draws. (Relative
     perturbations of 1e-6 of the cached parameters -- the float32 discrepancy -- changed 3

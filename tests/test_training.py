@@ -234,7 +234,16 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         batch = np.concatenate([sparse, dense] if first == "sparse" else [dense, sparse])
         free_bits.append([free_bits_run(tf.distribute.get_strategy(), config, batch),
                           free_bits_run(two_cpus, config, batch)])
-    print(json.dumps({"default": default, "mirrored": mirrored, "free_bits": free_bits}))
+    # The schedules (a free-bits floor being annealed, the capacity objective) on the same
+    # split batch: they read the same global-batch KL.
+    schedules = []
+    for changes in json.loads(sys.argv[2]):
+        config = base.replace(**changes)
+        batch = np.concatenate([sparse, dense])
+        schedules.append([free_bits_run(tf.distribute.get_strategy(), config, batch),
+                          free_bits_run(two_cpus, config, batch)])
+    print(json.dumps({"default": default, "mirrored": mirrored, "free_bits": free_bits,
+                      "schedules": schedules}))
 """)
 
 # (mode, lambda, the half of the batch replica 0 gets). Halves' KLs are ~0.9 and ~12 nats
@@ -243,13 +252,19 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 # the dense half first has replica 0 keeping gamma where the batch lowers it.
 FREE_BITS_CASES = [["hard", 3.0, "sparse"], ["hard", 10.0, "sparse"],
                    ["soft", 3.0, "sparse"], ["soft", 10.0, "dense"]]
+# lambda(1) = 5 nats, lambda(2) = 0; C = 5 nats: between the halves' KLs (~0.9, ~12), below
+# their mean, so replica-local terms would give other losses (8.5 vs 6.5; 5.6 vs 1.5 nats).
+SCHEDULE_CASES = [{"free_bits_mode": "hard", "free_bits": 10.0, "free_bits_hold_steps": 0,
+                   "free_bits_anneal_steps": 2},
+                  {"capacity_gamma": 2.0, "capacity_start": 5.0, "capacity_end": 5.0}]
 
 
 @functools.lru_cache(maxsize=None)
 def mirrored_outcome():
     """One subprocess (two logical CPUs) for both mirrored tests: it costs ~30-60 s."""
     result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT,
-                             json.dumps(FREE_BITS_CASES)], capture_output=True,
+                             json.dumps(FREE_BITS_CASES), json.dumps(SCHEDULE_CASES)],
+                            capture_output=True,
                             text=True, cwd=REPO, timeout=900,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -289,6 +304,20 @@ def test_free_bits_under_mirrored_strategy_match_single_device():
     gammas = [np.array(single["steps"])[:, 1] for single, _ in mirrored_outcome()["free_bits"]]
     np.testing.assert_allclose(gammas[2][0], 1.0)  # batch KL > 1.05 * 3: kept at 1
     np.testing.assert_allclose(gammas[3][0], 1 / 1.1, rtol=1e-6)  # batch KL < 10: lowered
+
+
+def test_schedules_under_mirrored_strategy_match_single_device():
+    """A free-bits floor being annealed and the capacity objective read the global batch's
+    KL too: two replicas with very different KLs follow the single device."""
+    for changes, (single, mirrored) in zip(SCHEDULE_CASES, mirrored_outcome()["schedules"]):
+        low, high = sorted(single["halves_kl"])
+        assert low < 5.0 < high, (changes, single["halves_kl"])
+        single_steps, mirrored_steps = np.array(single["steps"]), np.array(mirrored["steps"])
+        assert single_steps.shape == mirrored_steps.shape == (2, 2)
+        np.testing.assert_allclose(mirrored_steps[:, 0], single_steps[:, 0], rtol=1e-5,
+                                   err_msg=f"loss, {changes}")
+        for one, two in zip(single["weights"], mirrored["weights"]):
+            np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-5, err_msg=f"{changes}")
 
 
 @pytest.mark.parametrize("prior", ["mog", "vamp"])

@@ -6,7 +6,10 @@ import dataclasses
 import json
 import math
 import numbers
+import typing
 from typing import Optional, Tuple
+
+import numpy as np
 
 from vlae_tf import window as window_lib
 
@@ -29,6 +32,17 @@ class VLAEConfig:
 
     Units: `free_bits` is in nats per group of latent dimensions (the paper's binary setting
     is 0.01 nats per data dimension: 7.84 nats in one group for 28x28 images).
+
+    Schedules are functions of the training step t (1-based; `VLAE.noise_step`, the counter
+    of the KL warm-up), so a resumed run continues them exactly:
+    - free bits as a warm-up (`free_bits_hold_steps` H, `free_bits_anneal_steps` M):
+      lambda(t) = free_bits * clip(1 - (t - H) / M, 0, 1); M = 0 (default) is no schedule,
+      a permanent floor (then H must be 0; M = 1 drops the floor at once after H steps). A
+      step with lambda(t) = 0 trains on the ELBO. Needs free_bits > 0 and mode hard/soft.
+    - the capacity objective (`capacity_gamma` gamma, `capacity_start`, `capacity_end`,
+      `capacity_steps` N): loss = recon + gamma * |KL - C(t)|, C(t) = C_start + (C_end -
+      C_start) * min(1, t / N) (N = 0: C_end), KL the global-batch mean. It is the KL term,
+      so free bits, kl_weight != 1, KL warm-up and IWAE training are refused with it.
     """
 
     # Data.
@@ -67,6 +81,17 @@ class VLAEConfig:
     free_bits: float = 0.0  # lambda, nats per group
     free_bits_groups: int = 1
     free_bits_mode: str = "hard"  # "none" | "hard" | "soft" (adaptive KL weight, CIFAR)
+    # Free bits as a warm-up: lambda(t) = free_bits for t <= hold, then linearly to 0 over
+    # anneal steps (objectives.free_bits_lambda); anneal 0 = no schedule (permanent floor).
+    free_bits_hold_steps: int = 0
+    free_bits_anneal_steps: int = 0
+    # Capacity-controlled objective (Burgess et al. 2018), off when capacity_gamma is None:
+    # loss = recon + gamma * |KL - C(t)|, C from capacity_start to capacity_end nats
+    # linearly over capacity_steps steps (objectives.capacity_schedule).
+    capacity_gamma: Optional[float] = None
+    capacity_start: float = 0.0
+    capacity_end: float = 0.0
+    capacity_steps: int = 0
     kl_weight: float = 1.0  # beta (beta-VAE: > 1); scales the KL term of the loss only
     kl_warmup_steps: int = 0  # KL weight ramps linearly from 0 to kl_weight over N steps
     num_train_samples: int = 1  # K of the IWAE bound used for training (1 = the ELBO)
@@ -136,8 +161,92 @@ def _check(condition, field, expected, got):
         raise ValueError(f"VLAEConfig.{field}: expected {expected}; got {got!r}")
 
 
+_FIELD_TYPES = None  # {field name: (type, optional, element type, tuple length)}
+
+
+def _field_types() -> dict:
+    """Each field's type from VLAEConfig's type hints: int, float, bool, str or tuple
+    (with its element type and fixed length, None for Tuple[x, ...]), and whether None
+    is allowed (Optional). Read once; a new field is covered without listing it."""
+    global _FIELD_TYPES
+    if _FIELD_TYPES is None:
+        hints, types = typing.get_type_hints(VLAEConfig), {}
+        for field in dataclasses.fields(VLAEConfig):
+            annotation, optional = hints[field.name], False
+            if typing.get_origin(annotation) is typing.Union:
+                arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+                annotation, optional = arguments[0], True
+            element = length = None
+            if typing.get_origin(annotation) is tuple:
+                arguments = typing.get_args(annotation)
+                element = arguments[0]
+                length = None if len(arguments) == 2 and arguments[1] is Ellipsis \
+                    else len(arguments)
+                annotation = tuple
+            types[field.name] = (annotation, optional, element, length)
+        _FIELD_TYPES = types
+    return _FIELD_TYPES
+
+
+_TYPE_NAMES = {int: "an int", float: "a float", bool: "True or False", str: "a string"}
+_PLURAL_NAMES = {int: "ints", float: "floats", bool: "bools", str: "strings"}
+
+
+def _typed(value, kind):
+    """`value` as `kind` (int, float, bool, str), or raise TypeError. ints: Python or numpy
+    integers, or integral finite floats (3.0, e.g. from JSON), never bools; floats: any
+    real number but a bool; bools: Python or numpy bools only."""
+    if kind is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) \
+                and math.isfinite(value) and float(value).is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+            return float(value)
+    elif kind is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    else:  # a field type this check does not know: leave it to the field's own checks
+        return value
+    raise TypeError(kind)
+
+
+def _check_types(config: VLAEConfig) -> None:
+    """Every field has its annotated type (so that a float or a string never reaches
+    Keras: `latent_size=2.5`, `decoder_filters="8"`), normalised in place: numpy scalars
+    become Python ones, ints in float fields floats, lists tuples. ValueError naming the
+    field otherwise. The window has its own check (window.validate_window)."""
+    for name, (kind, optional, element, length) in _field_types().items():
+        value = getattr(config, name)
+        if name == "window" or (value is None and optional):
+            continue
+        expected = _TYPE_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
+        try:
+            if kind is tuple:
+                plural = _PLURAL_NAMES.get(element, "values")
+                expected = f"a tuple of {length} {plural}" if length else f"a tuple of {plural}"
+                if not isinstance(value, (tuple, list)) or (
+                        length is not None and len(value) != length):
+                    raise TypeError(tuple)
+                typed = tuple(_typed(item, element) for item in value)
+            else:
+                typed = _typed(value, kind)
+        except TypeError:
+            raise ValueError(f"VLAEConfig.{name}: expected "
+                             f"{'None or ' if optional else ''}{expected}; got {value!r}") \
+                from None
+        if typed is not value:
+            object.__setattr__(config, name, typed)
+
+
 def _validate(config: VLAEConfig) -> None:
     object.__setattr__(config, "window", window_lib.validate_window(config.window, "VLAEConfig.window"))
+    _check_types(config)
     for key in ("image_shape", "encoder_filters", "iaf_hidden", "prior_hidden"):
         value = getattr(config, key)
         if isinstance(value, list):
@@ -201,6 +310,7 @@ def _validate(config: VLAEConfig) -> None:
            "free_bits_groups",
            "1 unless prior='standard_normal' and iaf_steps=0 (a flow's KL does not split "
            "over latent dimensions)", config.free_bits_groups)
+    _validate_schedules(config)
     _check(config.prior_components >= 1, "prior_components", "an int >= 1",
            config.prior_components)
     _check(config.kl_weight >= 0, "kl_weight", "a float >= 0", config.kl_weight)
@@ -223,3 +333,49 @@ def _validate(config: VLAEConfig) -> None:
            f"an int in [{INT32_MIN}, {INT32_MAX}] (seeds are int32)", config.seed)
     _check(config.ema_momentum is None or 0 < config.ema_momentum < 1, "ema_momentum",
            "None or a float in (0, 1)", config.ema_momentum)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _validate_schedules(config: VLAEConfig) -> None:
+    """The free-bits schedule and the capacity objective (see the class docstring)."""
+    for key in ("free_bits_hold_steps", "free_bits_anneal_steps", "capacity_steps"):
+        value = getattr(config, key)
+        _check(_is_int(value) and value >= 0, key, "an int >= 0", value)
+    free_bits_on = config.free_bits > 0 and config.free_bits_mode != "none"
+    # anneal 0 is "no schedule"; a hold without an anneal would be read as either "drop
+    # the floor after H steps" or "forever": refused, M = 1 says the former.
+    _check(config.free_bits_hold_steps == 0 or config.free_bits_anneal_steps > 0,
+           "free_bits_hold_steps", "0 when free_bits_anneal_steps=0 (no schedule: the floor "
+           "is permanent; free_bits_anneal_steps=1 drops it at once after the hold)",
+           config.free_bits_hold_steps)
+    _check(config.free_bits_anneal_steps == 0 or free_bits_on, "free_bits_anneal_steps",
+           f"0 unless free bits are on (free_bits > 0 and free_bits_mode 'hard' or 'soft'; "
+           f"got free_bits={config.free_bits!r}, free_bits_mode={config.free_bits_mode!r})",
+           config.free_bits_anneal_steps)
+    gamma = config.capacity_gamma
+    _check(gamma is None or (_finite(gamma) and gamma > 0), "capacity_gamma",
+           "None (off) or a finite float > 0", gamma)
+    if gamma is None:
+        for key in ("capacity_start", "capacity_end", "capacity_steps"):
+            _check(getattr(config, key) == 0, key, "0 unless capacity_gamma is set (the "
+                   "capacity objective is off)", getattr(config, key))
+        return
+    _check(_finite(config.capacity_start) and config.capacity_start >= 0, "capacity_start",
+           "a finite float >= 0 (nats)", config.capacity_start)
+    _check(_finite(config.capacity_end) and config.capacity_end >= config.capacity_start,
+           "capacity_end", f"a finite float >= capacity_start={config.capacity_start!r} "
+           f"(nats)", config.capacity_end)
+    # The capacity term replaces the KL term: a second rule for the same KL is ill-defined.
+    for ok, reason in (
+            (config.use_latent, "use_latent=True (there is no KL to control)"),
+            (not free_bits_on, "free bits off (free_bits=0 or free_bits_mode='none'): "
+                               "|KL - C| and a free-bits floor are two targets for one KL"),
+            (config.kl_weight == 1.0, "kl_weight=1.0 (capacity_gamma is the KL weight)"),
+            (config.kl_warmup_steps == 0, "kl_warmup_steps=0 (the growing capacity is the "
+                                          "warm-up)"),
+            (config.num_train_samples == 1, "num_train_samples=1 (the IWAE bound has no "
+                                            "separate KL term)")):
+        _check(ok, "capacity_gamma", f"None unless {reason}", gamma)

@@ -12,7 +12,9 @@ result does not depend on chunk_size.
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 import tensorflow as tf
 
 from vlae_tf import inputs
@@ -54,11 +56,13 @@ def _chunk_log_weights(model, images, posterior, seed, start, num_in_chunk):
 
 def importance_log_likelihood(model, images, num_samples, chunk_size=None, seed=None):
     """Per-image log p(x) estimate in nats, [B] float32. See the module docstring."""
-    if not isinstance(num_samples, int) or num_samples < 1:
+    if not _is_count(num_samples):  # numpy integers count; bools do not
         raise ValueError(f"num_samples: expected an int >= 1; got {num_samples!r}")
+    num_samples = int(num_samples)
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
-    if not isinstance(chunk_size, int) or chunk_size < 1:
+    if not _is_count(chunk_size):
         raise ValueError(f"chunk_size: expected an int >= 1 or None; got {chunk_size!r}")
+    chunk_size = int(chunk_size)
     chunk_size = min(chunk_size, num_samples)
     images = inputs.check_images(model.config, images)
     seed = inputs.make_seed(model.config.seed if seed is None else seed)
@@ -76,6 +80,11 @@ def importance_log_likelihood(model, images, num_samples, chunk_size=None, seed=
         total = chunk_total if total is None else tf.reduce_logsumexp(
             tf.stack([total, chunk_total]), axis=0)
     return total - math.log(num_samples)
+
+
+def _is_count(value) -> bool:
+    return (isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+            and value >= 1)
 
 
 def _compiled_chunk(model):

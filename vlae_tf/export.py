@@ -48,6 +48,19 @@ at least one image, num_samples >= 1, num >= 1, finite temperature > 0, one valu
 request) by `tf.debugging` assertions whose messages say what was expected, e.g.
 "num_samples: expected an int >= 1; got [0]".
 
+Requests are bounded by limits fixed at export time (`export_saved_model(max_images=,
+max_num=, max_num_samples=)`, `launch.export --max_images ...`; defaults: `default_limits`):
+at most max_images images per elbo / log_likelihood / encode / decompress request, at most
+max_num images per sample request and at most max_num_samples importance samples per
+log_likelihood request. log_likelihood also shrinks its chunk for large requests so that a
+decoder pass never holds more than max(batch, max_images) images (the numbers do not depend
+on the chunk). A request over a limit fails, before any work, with an InvalidArgumentError
+naming the argument, the limit and the value, e.g. "num: expected at most 64 images per
+request (limit max_num, fixed at export); got [1000000]", and the server answers the next
+request.
+The limits are in `assets.extra/vlae_export.json` ("limits") and in the SavedModel itself:
+`tf.saved_model.load(path).limits()` -> {"max_images": ..., ...} (int32 scalars).
+
 Monte Carlo outputs are deterministic: the ELBO's and log_likelihood's noise for image i
 depends on the model's seed (config.seed) and on i's position in the request, as in the
 library; repeating a request repeats the numbers.
@@ -58,9 +71,11 @@ vlae_tf nor TensorFlow Probability (tested in a fresh process).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import math
+import numbers
 import os
 import re
 import shutil
@@ -78,6 +93,15 @@ DEFAULT_SIGNATURE = "elbo"
 SIGNATURES = ("elbo", "log_likelihood", "encode", "decompress", "sample")
 EXPORT_INFO_FILE = "vlae_export.json"
 _VERSION_PATTERN = re.compile(r"^\d+$")
+# Per-request limits, fixed at export time (BUILD_NOTES, "Request limits of the SavedModel").
+LIMITS = ("max_images", "max_num", "max_num_samples")
+DEFAULT_MAX_NUM_SAMPLES = 4096  # the paper's K for binary data; time grows linearly in K
+# Memory of one request: images per decoder pass x the decoder's bytes per image. The
+# defaults of max_images / max_num keep a pass under DEFAULT_REQUEST_BYTES (see
+# default_limits), within [MIN_DEFAULT_IMAGES, MAX_DEFAULT_IMAGES].
+DEFAULT_REQUEST_BYTES = 1 << 30
+MIN_DEFAULT_IMAGES, MAX_DEFAULT_IMAGES = 16, 1024
+_INT32_MAX = 2 ** 31 - 1
 
 
 # ------------------------------------------------------------------------------ versions
@@ -99,24 +123,127 @@ def latest_version_dir(export_dir: str) -> str:
     return os.path.join(export_dir, str(versions[-1]))
 
 
+_NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class ExportDirError(PermissionError):
+    """`export_dir` cannot be written (read-only file system, no permission, not a
+    directory); the message names it and says what was expected."""
+
+    def __init__(self, export_dir: str, reason):
+        if isinstance(reason, BaseException):
+            lines = str(reason).strip().splitlines()
+            text = (getattr(reason, "strerror", None) or getattr(reason, "message", None)
+                    or (lines[0] if lines else type(reason).__name__))
+            where = getattr(reason, "filename", None)
+            reason = f"{text} ({where})" if where else text
+        self.message = (f"export_dir: expected a directory this process can write (the "
+                        f"SavedModel goes to <export_dir>/<version>/); {export_dir!r}: "
+                        f"{reason}")
+        super().__init__(errno.EACCES, self.message, export_dir)
+
+    def __str__(self):
+        return self.message
+
+
+def check_export_dir(export_dir: str) -> None:
+    """ExportDirError now if `export_dir` (or, when it does not exist yet, the directory
+    it would be created in) is not a writable directory: before minutes of tracing.
+    (`os.access`; a write that fails anyway is reported the same way by export_saved_model.)"""
+    if not export_dir:
+        raise ExportDirError(export_dir, "empty path")
+    path = os.path.abspath(export_dir)
+    while not os.path.exists(path):  # the first existing ancestor is where it is created
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        raise ExportDirError(export_dir, f"{path} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        why = "read-only file system" if _read_only_mount(path) else "no write permission"
+        raise ExportDirError(export_dir, f"{why} ({path})")
+
+
+def _read_only_mount(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+# ------------------------------------------------------------------------- request limits
+def decoder_bytes_per_image(model) -> int:
+    """An estimate of the memory one image takes in a decoder pass: 8 bytes (float64, the
+    samplers' precision; the ELBO's float32 pass takes half) per pixel per output channel
+    of every convolution of the PixelCNN. The measured peak memory of a float32 ELBO pass
+    was 0.66-0.81 of half this (mnist_cpu, mnist_gated, mnist_paper, cifar10_cpu,
+    cifar10_paper; BUILD_NOTES, "Request limits of the SavedModel")."""
+    height, width, _ = model.config.image_shape
+    model.build()
+    channels = sum(int(weight.shape[-1]) for weight in model.pixelcnn.weights
+                   if len(weight.shape) == 4)
+    return 8 * height * width * max(channels, 1)
+
+
+def default_limits(model) -> Dict[str, int]:
+    """The limits `export_saved_model` uses when not given: max_images = max_num = the
+    largest power of two whose decoder pass fits in DEFAULT_REQUEST_BYTES (1 GiB) by
+    `decoder_bytes_per_image`, within [16, 1024] (mnist_cpu: 64, cifar10_paper: 16);
+    max_num_samples = 4096."""
+    fits = max(1, DEFAULT_REQUEST_BYTES // decoder_bytes_per_image(model))
+    images = min(MAX_DEFAULT_IMAGES, max(MIN_DEFAULT_IMAGES, 1 << (fits.bit_length() - 1)))
+    return {"max_images": images, "max_num": images,
+            "max_num_samples": DEFAULT_MAX_NUM_SAMPLES}
+
+
+def resolve_limits(model, **limits) -> Dict[str, int]:
+    """{max_images, max_num, max_num_samples}: the given values (ints in [1, 2**31 - 1];
+    numpy integers count), `default_limits(model)` for those that are None."""
+    unknown = sorted(set(limits) - set(LIMITS))
+    if unknown:
+        raise ValueError(f"unknown request limit(s) {unknown}; valid: {', '.join(LIMITS)}")
+    resolved = None
+    for name in LIMITS:
+        value = limits.get(name)
+        if value is None:
+            resolved = resolved or default_limits(model)
+            limits[name] = resolved[name]
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+                or not 1 <= value <= _INT32_MAX:
+            raise ValueError(f"{name}: expected an int in [1, {_INT32_MAX}] (a per-request "
+                             f"limit of the SavedModel) or None for the default; got {value!r}")
+        limits[name] = int(value)
+    return {name: limits[name] for name in LIMITS}
+
+
 # --------------------------------------------------------------------- graph validation
-def _check_images(model, images):
-    """int32 images with in-graph checks: at least one image, values in [0, max_value]."""
+def _check_images(model, images, max_images=None):
+    """int32 images with in-graph checks: at least one image (at most `max_images`), values
+    in [0, max_value]."""
     height, width, channels = model.config.image_shape
-    nonempty = tf.debugging.assert_positive(
-        tf.shape(images)[0],
+    count = tf.shape(images)[0]
+    checks = [tf.debugging.assert_positive(
+        count,
         message=f"images: expected at least one image, shape [batch >= 1, {height}, {width}, "
-                f"{channels}]")
-    with tf.control_dependencies([nonempty]):
+                f"{channels}]")]
+    if max_images is not None:
+        checks.append(tf.debugging.Assert(
+            count <= max_images,
+            [f"images: expected at most {max_images} images per request (limit max_images, "
+             f"fixed at export); got", count]))
+    with tf.control_dependencies(checks):
         return inputs.check_images(model.config, tf.identity(images))  # value range, in-graph assertion
 
 
-def _request_value(values, name, expected, batch=None):
+def _request_value(values, name, expected, batch=None, limit=None):
     """The one value of a per-request parameter given once per instance ([N] or [N, 2]).
 
     Asserts, in this order: N >= 1; N == 1 or N == batch (when `batch` is given); every
-    value satisfies `expected` = (condition, description); all N values are equal.
-    Returns values[0].
+    value satisfies `expected` = (condition, description); every value is at most `limit`
+    = (maximum, description of the unit, name of the export's limit); all N values are
+    equal. Returns values[0].
     """
     count = tf.shape(values)[0]
     checks = [tf.debugging.Assert(
@@ -133,6 +260,12 @@ def _request_value(values, name, expected, batch=None):
         checks.append(tf.debugging.Assert(
             tf.reduce_all(condition(values)), [f"{name}: expected {text}; got", values],
             summarize=16))
+    if limit is not None:
+        maximum, unit, limit_name = limit
+        checks.append(tf.debugging.Assert(
+            tf.reduce_all(values <= maximum),
+            [f"{name}: expected at most {maximum} {unit} per request (limit {limit_name}, "
+             f"fixed at export); got", values], summarize=16))
     with tf.control_dependencies(checks):
         first = tf.identity(values[0])
     same = tf.reduce_all(tf.equal(values, first[None]))
@@ -142,8 +275,16 @@ def _request_value(values, name, expected, batch=None):
         return tf.identity(first)
 
 
-def _num_samples(values, batch):
-    return _request_value(values, "num_samples", (lambda k: k >= 1, "an int >= 1"), batch)
+def _num_samples(values, batch, max_num_samples=None):
+    limit = (None if max_num_samples is None else
+             (max_num_samples, "importance samples", "max_num_samples"))
+    return _request_value(values, "num_samples", (lambda k: k >= 1, "an int >= 1"), batch,
+                          limit)
+
+
+def _num(values, max_num=None):
+    limit = None if max_num is None else (max_num, "images", "max_num")
+    return _request_value(values, "num", (lambda n: n >= 1, "an int >= 1"), limit=limit)
 
 
 def _temperature(values, batch=None):
@@ -157,10 +298,15 @@ def _seed(values, batch=None):
 
 
 # ------------------------------------------------------------ tensor-level computations
-def graph_log_likelihood(model, images, num_samples, chunk_size=None):
+def graph_log_likelihood(model, images, num_samples, chunk_size=None,
+                         max_pass_images=None):
     """Importance-sampled log p(x) [B] as one graph: a tf.while_loop over chunks with a
     running logsumexp, the same chunks and noise as `estimators.importance_log_likelihood`
     (default seed), for `images` (int) [B, H, W, C] and a scalar int32 `num_samples` >= 1.
+
+    `max_pass_images`: the chunk shrinks (to at least 1) so that a decoder pass holds at
+    most max(B, max_pass_images) images, chunk x B. Sample k's noise depends only on (seed,
+    k), so the estimate does not depend on the chunk (up to float rounding of the sums).
     """
     chunk_size = estimators.DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)
     if chunk_size < 1:
@@ -172,6 +318,8 @@ def graph_log_likelihood(model, images, num_samples, chunk_size=None):
     chunk = tf.minimum(tf.constant(chunk_size, tf.int32), num_samples)
     posterior = model.encoder(inputs.scale(model.config, images))
     batch = tf.shape(images)[0]
+    if max_pass_images is not None:
+        chunk = tf.maximum(1, tf.minimum(chunk, int(max_pass_images) // tf.maximum(batch, 1)))
 
     def body(start, total):
         num_in_chunk = tf.minimum(chunk, num_samples - start)
@@ -182,8 +330,11 @@ def graph_log_likelihood(model, images, num_samples, chunk_size=None):
         return start + num_in_chunk, tf.reduce_logsumexp(tf.stack([total, chunk_total]), axis=0)
 
     total = tf.fill([batch], tf.constant(-math.inf, tf.float32))
+    # One chunk at a time: with TensorFlow's default of 10 iterations in flight a request
+    # held up to 10 chunks' activations (cifar10_paper, 16 images, K=64: 1.06 GB; one at a
+    # time 0.03 GB, as fast), since a chunk's work does not wait for the running total.
     _, total = tf.while_loop(lambda start, _: start < num_samples, body,
-                             (tf.constant(0, tf.int32), total))
+                             (tf.constant(0, tf.int32), total), parallel_iterations=1)
     # log K in float64, rounded once, as the library's `- math.log(num_samples)`.
     return total - tf.cast(tf.math.log(tf.cast(num_samples, tf.float64)), tf.float32)
 
@@ -286,16 +437,20 @@ def _input(tensor, spec):
     return tf.ensure_shape(tensor, spec.shape, name=spec.name)
 
 
-def serving_functions(model, chunk_size: Optional[int] = None, method: Optional[str] = None
+def serving_functions(model, chunk_size: Optional[int] = None, method: Optional[str] = None,
+                      limits: Optional[Dict[str, int]] = None
                       ) -> Dict[str, Tuple[Callable, list]]:
     """{signature name: (function, input_signature)}, `DEFAULT_SIGNATURE` first.
 
     A model without a latent code (config.use_latent=False) has no `encode` and no
     `decompress`; its `log_likelihood` is exact (the ELBO). `method` is the sampler of
-    `sample` and `decompress` (None: `resolve_method`).
+    `sample` and `decompress` (None: `resolve_method`). `limits`: the per-request limits
+    ({max_images, max_num, max_num_samples}; missing or None: `default_limits`).
     """
     config = model.config
     method = resolve_method(model, method)
+    limits = resolve_limits(model, **(limits or {}))
+    max_images = limits["max_images"]
     height, width, channels = config.image_shape
     images_spec = tf.TensorSpec([None, height, width, channels], tf.uint8, name="images")
     num_samples_spec = tf.TensorSpec([None], tf.int32, name="num_samples")
@@ -305,7 +460,7 @@ def serving_functions(model, chunk_size: Optional[int] = None, method: Optional[
     generator = shared_generator(model, method)
 
     def images_input(images):
-        return _check_images(model, _input(images, images_spec))
+        return _check_images(model, _input(images, images_spec), max_images)
 
     def elbo(images):
         images = images_input(images)
@@ -314,8 +469,10 @@ def serving_functions(model, chunk_size: Optional[int] = None, method: Optional[
 
     def log_likelihood(images, num_samples):
         images = images_input(images)
-        num_samples = _num_samples(_input(num_samples, num_samples_spec), tf.shape(images)[0])
-        value = graph_log_likelihood(model, images, num_samples, chunk_size)
+        num_samples = _num_samples(_input(num_samples, num_samples_spec), tf.shape(images)[0],
+                                   limits["max_num_samples"])
+        value = graph_log_likelihood(model, images, num_samples, chunk_size,
+                                     max_pass_images=max_images)
         return {"log_likelihood": tf.identity(value, name="log_likelihood")}
 
     def encode(images):
@@ -332,7 +489,7 @@ def serving_functions(model, chunk_size: Optional[int] = None, method: Optional[
         return {"images": tf.identity(output, name="images")}
 
     def sample(num, seed, temperature):
-        num = _request_value(_input(num, num_spec), "num", (lambda n: n >= 1, "an int >= 1"))
+        num = _num(_input(num, num_spec), limits["max_num"])
         seed = _seed(_input(seed, seed_spec))
         temperature = _temperature(_input(temperature, temperature_spec))
         output = graph_sample(model, num, seed, temperature, generator=generator)
@@ -351,24 +508,27 @@ def serving_functions(model, chunk_size: Optional[int] = None, method: Optional[
     return functions
 
 
-def concrete_signatures(model, chunk_size: Optional[int] = None, method: Optional[str] = None
+def concrete_signatures(model, chunk_size: Optional[int] = None, method: Optional[str] = None,
+                        limits: Optional[Dict[str, int]] = None
                         ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    """{signature name: traced ConcreteFunction}, plus "serving_default" (= elbo)."""
+    """{signature name: traced ConcreteFunction}, plus "serving_default" (= elbo).
+    `limits`: the per-request limits (see `serving_functions`)."""
     from vlae_tf.model import VLAE
 
     if not isinstance(model, VLAE):
         raise ValueError(f"model: expected a vlae_tf.VLAE; got {type(model).__name__}")
     signatures = {}
     for name, (function, input_signature) in serving_functions(
-            model, chunk_size, method).items():
+            model, chunk_size, method, limits).items():
         signatures[name] = tf.function(function, input_signature=input_signature,
                                        autograph=False).get_concrete_function()
     signatures["serving_default"] = signatures[DEFAULT_SIGNATURE]
     return signatures
 
 
-def _saveable_root(signatures) -> tf.Module:
-    """A root object that owns exactly the variables the signatures read.
+def _saveable_root(signatures, limits: Optional[Dict[str, int]] = None) -> tf.Module:
+    """A root object that owns exactly the variables the signatures read, and (with
+    `limits`) a `limits()` function returning the per-request limits as int32 scalars.
 
     Not keras.export.ExportArchive: its `track(model)` traces Keras' default serving
     function (float32 inputs, which the VLAE refuses), and without `track` it still traces
@@ -383,6 +543,11 @@ def _saveable_root(signatures) -> tf.Module:
                 seen.add(id(variable))
                 variables.append(variable)
     root.vlae_variables = variables
+    if limits is not None:
+        values = dict(limits)
+        root.limits = tf.function(
+            lambda: {name: tf.constant(value, tf.int32) for name, value in values.items()},
+            input_signature=[], autograph=False)
     return root
 
 
@@ -413,7 +578,9 @@ def signature_table(model) -> dict:
 
 def export_saved_model(model, export_dir: str, version: Optional[int] = None,
                        chunk_size: Optional[int] = None, method: Optional[str] = None,
-                       overwrite: bool = False) -> str:
+                       overwrite: bool = False, max_images: Optional[int] = None,
+                       max_num: Optional[int] = None,
+                       max_num_samples: Optional[int] = None) -> str:
     """Writes `model` as a SavedModel to `<export_dir>/<version>/`; returns that path.
 
     Args:
@@ -427,6 +594,17 @@ def export_saved_model(model, export_dir: str, version: Optional[int] = None,
         library's default (`vlae_tf.sampling.DEFAULT_METHOD`), or "naive" if the cached
         sampler does not support this decoder. Same seed -> same images either way.
       overwrite: replace an existing `<version>` directory instead of raising.
+      max_images: at most this many images per elbo / log_likelihood / encode / decompress
+        request; None = `default_limits(model)` (from the decoder's memory per image).
+      max_num: at most this many images per sample request; None = the default.
+      max_num_samples: at most this many importance samples per log_likelihood request;
+        None = DEFAULT_MAX_NUM_SAMPLES (4096).
+    The limits are enforced inside the signatures (an InvalidArgumentError naming the
+    argument, the limit and the value) and stored in the SavedModel (`limits()`) and in
+    `assets.extra/vlae_export.json`.
+
+    Raises ExportDirError (a PermissionError) when `export_dir` cannot be written,
+    before any tracing when that can be seen beforehand.
     """
     if version is None:
         versions = existing_versions(export_dir)
@@ -437,25 +615,42 @@ def export_saved_model(model, export_dir: str, version: Optional[int] = None,
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
                                    or chunk_size < 1):
         raise ValueError(f"chunk_size: expected an int >= 1 or None; got {chunk_size!r}")
+    limits = resolve_limits(model, max_images=max_images, max_num=max_num,
+                            max_num_samples=max_num_samples)
+    check_export_dir(export_dir)
     final_dir = os.path.join(export_dir, str(version))
     if os.path.exists(final_dir) and not overwrite:
         raise FileExistsError(f"{final_dir} exists: pick another version, omit `version` to "
                               f"use the next one, or pass overwrite=True")
     method = resolve_method(model, method)
-    signatures = concrete_signatures(model, chunk_size, method)
+    signatures = concrete_signatures(model, chunk_size, method, limits)
+    try:
+        return _write_version(model, export_dir, version, final_dir, signatures, limits,
+                              chunk_size, method)
+    except (OSError, tf.errors.PermissionDeniedError) as error:
+        if isinstance(error, tf.errors.PermissionDeniedError) or (
+                getattr(error, "errno", None) in _NOT_WRITABLE_ERRNOS
+                and not isinstance(error, ExportDirError)):
+            raise ExportDirError(export_dir, error) from error
+        raise
+
+
+def _write_version(model, export_dir, version, final_dir, signatures, limits, chunk_size,
+                   method) -> str:
     os.makedirs(export_dir, exist_ok=True)
     # Written beside its final place and renamed: a polling server never sees a partial
     # version (names that are not integers are ignored by TF Serving).
     staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
     try:
         target = os.path.join(staging, "saved_model")
-        tf.saved_model.save(_saveable_root(signatures), target, signatures=signatures)
+        tf.saved_model.save(_saveable_root(signatures, limits), target, signatures=signatures)
         info = {
             "format": "vlae_tf SavedModel export",
             "default_signature": DEFAULT_SIGNATURE,
             "signatures": signature_table(model),
             "chunk_size": chunk_size or estimators.DEFAULT_CHUNK_SIZE,
             "sampling_method": method,
+            "limits": limits,
             "config": model.config.to_dict(),
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         }

@@ -142,6 +142,7 @@ class VLAE(keras.Model):
         callbacks = list(callbacks or [])
         if not any(isinstance(callback, NonFiniteGuard) for callback in callbacks):
             callbacks.append(NonFiniteGuard(self.config.max_consecutive_nonfinite))
+        self._build_optimizer_before_tracing()
         counter = _BatchCounter()
         history = super().fit(*args, callbacks=callbacks + [counter], **kwargs)
         if counter.batches == 0 and epochs > initial_epoch and not self.stop_training:
@@ -149,6 +150,21 @@ class VLAE(keras.Model):
                              f"that gave no batch in {epochs - initial_epoch} epoch(s) (an "
                              f"empty dataset?)")
         return history
+
+    def _build_optimizer_before_tracing(self):
+        """Creates the optimizer's slots (and EMA copies) now rather than in the first
+        trace of the train step.
+
+        Without a strategy Keras leaves that to the trace; a tf.function that creates
+        variables is traced twice, so the first `fit` of a small model spent about 60% of
+        its start-up (50 s -> 18 s for tests/test_masked_decoder's model) re-tracing the
+        step. The slots are the same zeros either way."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None or optimizer.built or not self.built or not all(
+                layer.built for layer in self._flatten_layers()):
+            return
+        with self.distribute_strategy.scope():
+            optimizer.build(self.trainable_variables)
 
     def compile_from_config(self, config):
         """Recompiles a model loaded from a `.keras` file, so that its optimizer and the
@@ -205,6 +221,8 @@ class VLAE(keras.Model):
         self._count_nonfinite(loss)
         if self.config.free_bits_mode == "soft" and self.config.use_latent:
             target = self.config.free_bits * self.config.free_bits_groups
+            if self.config.free_bits_anneal_steps > 0:  # lambda_total follows the schedule
+                target = self.free_bits_lambda(step) * self.config.free_bits_groups
             # The rule reads the global batch's KL: the variable keeps replica 0's value
             # (only_first_replica), which must not be replica 0's local share.
             mean_kl = objectives.global_batch_mean(tf.stop_gradient(terms["kl"]))
@@ -215,17 +233,50 @@ class VLAE(keras.Model):
         return _reducible_logs(logs)
 
     def _training_objective(self, terms, step):
-        """The mean loss (nats per image): -IWAE bound if num_train_samples > 1, else
-        recon + beta * warm-up * gamma * KL (with free bits)."""
+        """The mean loss (nats per image) at training step `step`: -IWAE bound if
+        num_train_samples > 1; recon + gamma * |KL - C(step)| with the capacity objective;
+        else recon + beta * warm-up * gamma * KL (with free bits, floor lambda(step))."""
         config = self.config
         if config.num_train_samples > 1:
             log_weights = tf.reshape(terms["elbo"], [config.num_train_samples, -1])
             return -tf.reduce_mean(objectives.iwae_bound(log_weights))
+        if config.capacity_gamma is not None:
+            return objectives.capacity_loss(terms["recon"], terms["kl"],
+                                            self.capacity_nats(step), config.capacity_gamma)
         kl_weight = objectives.kl_scale(step, config.kl_weight, config.kl_warmup_steps)
         if config.free_bits_mode == "soft":
             kl_weight = kl_weight * self.soft_kl_weight
+        scheduled = self.free_bits_lambda(step) if config.free_bits_anneal_steps > 0 else None
         return objectives.training_loss(terms["recon"], terms["kl"], terms["kl_per_group"],
-                                        config.free_bits_mode, config.free_bits, kl_weight)
+                                        config.free_bits_mode, config.free_bits, kl_weight,
+                                        scheduled_free_bits=scheduled)
+
+    def free_bits_lambda(self, step=None):
+        """lambda(t), the free-bits floor (nats per group) of training step t
+        (`objectives.free_bits_lambda`; default t: `noise_step`, the last step taken)."""
+        config = self.config
+        return objectives.free_bits_lambda(self.noise_step if step is None else step,
+                                           config.free_bits, config.free_bits_hold_steps,
+                                           config.free_bits_anneal_steps)
+
+    def capacity_nats(self, step=None):
+        """C(t), the capacity-objective target (nats) of training step t
+        (`objectives.capacity_schedule`; default t: `noise_step`, the last step taken)."""
+        config = self.config
+        return objectives.capacity_schedule(self.noise_step if step is None else step,
+                                            config.capacity_start, config.capacity_end,
+                                            config.capacity_steps)
+
+    def schedule_values(self):
+        """The schedules' values at the last step taken, for the training logs:
+        {"free_bits_lambda"} when free bits are on, {"capacity_nats"} with the capacity
+        objective (python floats; empty otherwise)."""
+        config, values = self.config, {}
+        if config.use_latent and config.free_bits > 0 and config.free_bits_mode != "none":
+            values["free_bits_lambda"] = float(self.free_bits_lambda().numpy())
+        if config.capacity_gamma is not None:
+            values["capacity_nats"] = float(self.capacity_nats().numpy())
+        return values
 
     def _replica_noise(self, seed, local_batch):
         """N(0, I) noise for this replica's share of the global batch.

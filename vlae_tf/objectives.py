@@ -16,6 +16,23 @@ Both rules read the KL averaged over the *global* batch. Under a distribution st
 replica sees only its share, so `global_batch_mean` all-reduces the sums and counts first:
 max(lambda, mean) of each replica's share is a different objective from max(lambda, mean)
 of the batch whenever the replicas fall on different sides of lambda.
+
+Free bits as a warm-up (`free_bits_lambda`): lambda may follow a schedule of the training
+step t (1-based, the model's `noise_step`, the counter of `kl_scale`), held for H steps and
+then annealed linearly to 0 over M steps,
+
+    lambda(t) = lambda * clip(1 - (t - H) / M, 0, 1)      (M > 0),
+    lambda(t) = lambda                                     (M = 0: a permanent floor),
+
+and a step whose lambda(t) is 0 trains on the plain ELBO (soft free bits: the target is 0,
+so gamma rises to 1).
+
+The capacity-controlled objective (Burgess et al. 2018, `capacity_loss`) replaces the KL
+term by a penalty on the distance of the global-batch KL from a capacity C(t) that grows
+linearly from C_start to C_end nats over N steps:
+
+    loss = E_batch[recon] + gamma * |E_batch[KL] - C(t)|,
+    C(t) = C_start + (C_end - C_start) * min(1, t / N)     (N = 0: C(t) = C_end).
 """
 
 from __future__ import annotations
@@ -81,7 +98,51 @@ def kl_scale(step, kl_weight=1.0, warmup_steps=0):
     return scale
 
 
-def training_loss(recon, kl, kl_per_group, mode, free_bits, kl_weight):
+def free_bits_lambda(step, free_bits, hold_steps=0, anneal_steps=0):
+    """The free-bits floor lambda(t) (nats per group) at training step t (1-based).
+
+        lambda(t) = free_bits * clip(1 - (t - hold_steps) / anneal_steps, 0, 1),
+
+    i.e. free_bits for t <= hold_steps, then linearly down to 0 at t = hold_steps +
+    anneal_steps, 0 after. anneal_steps = 0 is no schedule: free_bits at every step (the
+    permanent floor). A float32 scalar tensor; a function of the step only, so a resumed
+    run (whose step counter is restored) continues the same schedule."""
+    value = tf.constant(float(free_bits), tf.float32)
+    if anneal_steps > 0:
+        progress = (tf.cast(step, tf.float32) - float(hold_steps)) / float(anneal_steps)
+        value = value * tf.clip_by_value(1.0 - progress, 0.0, 1.0)
+    return value
+
+
+def capacity_schedule(step, start, end, steps=0):
+    """The capacity C(t) in nats at training step t (1-based) (Burgess et al. 2018):
+
+        C(t) = start + (end - start) * min(1, t / steps),   steps = 0: C(t) = end.
+
+    A float32 scalar tensor, a function of the step only (exact on resume)."""
+    if steps == 0:
+        return tf.constant(float(end), tf.float32)
+    progress = tf.minimum(tf.cast(step, tf.float32) / float(steps), 1.0)
+    return float(start) + (float(end) - float(start)) * progress
+
+
+def capacity_loss(recon, kl, capacity, gamma):
+    """The capacity-controlled objective (Burgess et al. 2018), nats per image:
+
+        loss = E_batch[recon] + gamma * |KL_g - C|,
+
+    KL_g the mean KL over the *global* batch (`global_batch_mean`: |.| is not linear, so
+    per-replica terms would be another objective), C = `capacity` (`capacity_schedule`).
+    Its gradient is grad E[recon] + gamma * sign(KL_g - C) * grad KL_g: the KL is pushed
+    down while above C and up while below it. recon, kl: [B]."""
+    mean_recon = tf.reduce_mean(recon)
+    mean_kl = global_batch_mean(kl)
+    capacity = tf.cast(capacity, mean_kl.dtype)
+    return mean_recon + tf.cast(gamma, mean_recon.dtype) * tf.abs(mean_kl - capacity)
+
+
+def training_loss(recon, kl, kl_per_group, mode, free_bits, kl_weight,
+                  scheduled_free_bits=None):
     """Mean loss over the batch (nats per image) that the optimiser minimises.
 
         loss = E_batch[recon] + kl_weight * KL_term,
@@ -90,11 +151,20 @@ def training_loss(recon, kl, kl_per_group, mode, free_bits, kl_weight):
     recon, kl: [B]; kl_per_group: [B, G]; mode: "none" | "hard" | "soft"; kl_weight is the
     product of beta, the warm-up factor and (soft free bits) gamma. The reported ELBO is
     never modified; only the gradient signal changes.
+
+    `scheduled_free_bits`: lambda(t) (`free_bits_lambda`, a tensor) for a free-bits
+    schedule, used in the hinge instead of `free_bits` (which still says whether free bits
+    are on); where lambda(t) = 0 the KL term is E_batch[KL], exactly the ELBO (a hinge at 0
+    would clip a negative Monte Carlo batch KL). None: the constant `free_bits`, as before.
     """
     mean_recon = tf.reduce_mean(recon)
     kl_weight = tf.stop_gradient(tf.cast(kl_weight, mean_recon.dtype))
     if mode == "hard" and free_bits > 0:
-        return mean_recon + kl_weight * free_bits_kl(kl_per_group, free_bits)
+        if scheduled_free_bits is None:
+            return mean_recon + kl_weight * free_bits_kl(kl_per_group, free_bits)
+        floor = tf.cast(scheduled_free_bits, mean_recon.dtype)
+        kl_term = tf.where(floor > 0, free_bits_kl(kl_per_group, floor), tf.reduce_mean(kl))
+        return mean_recon + kl_weight * kl_term
     return mean_recon + kl_weight * tf.reduce_mean(kl)
 
 
