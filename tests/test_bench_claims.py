@@ -318,3 +318,108 @@ def test_an_interrupted_sweep_resumes_with_the_first_unfinished_run(tmp_path, mo
     assert "held 10 steps, then annealed to 0 over 20" in (results / "summary.md").read_text()
     claims.main([])  # everything stored: nothing is trained
     assert len(fake.trained) == 4
+
+
+# ----------------------------------------------------------- claims 6-7 (the paper's C4, C8)
+def test_claims_6_and_7_reuse_the_sweeps_runs_and_all_includes_them():
+    assert claims.claim_numbers(["all"]) == [1, 2, 3, 4, 5, 6, 7]
+    assert claims.claim_numbers(["7", "6", "6"]) == [6, 7]
+    for bad in (["8"], ["0"], ["x"]):
+        with pytest.raises(app.UsageError, match=r"--claim: expected 1\.\.7 or all"):
+            claims.claim_numbers(bad)
+    assert set(claims.CLAIMS) == set(claims.CLAIM_RUNS) == set(range(1, 8))
+    # No new training: claims 6 and 7 only read runs that claims 2-4 train.
+    earlier = {name for claim in (2, 3, 4) for name in claims.CLAIM_RUNS[claim]}
+    assert set(claims.CLAIM_RUNS[6]) | set(claims.CLAIM_RUNS[7]) <= earlier
+    assert claims.CLAIM_RUNS[6] == ["window_5x3", "window_1x0"]
+    assert claims.CLAIM_RUNS[7] == ["unconditional_5x3", "standard_normal_prior", "window_5x3"]
+
+
+def test_verdict_6_compares_the_kl_in_bits():
+    # 13.3 nats = 19.19 bits, 25.85 nats = 37.29 bits (the paper's 19.2 vs 37.3).
+    rows = {"window_5x3": {"kl_nats": 13.3}, "window_1x0": {"kl_nats": 25.85}}
+    holds, text = claims.verdict_6(rows)
+    assert holds
+    assert claims.code_bits(rows["window_5x3"]) == (pytest.approx(13.3 / np.log(2)), None)
+    assert "(VLAE) 19.2 bits vs window 1x0 (factorised VAE) 37.3 bits" in text
+    assert "paper, static MNIST: 19.2 vs 37.3" in text
+    assert "code is used (KL 13.30 nats" in text  # no MI measured: its bound, the KL
+    rows["window_5x3"]["kl_nats"] = 26.0  # 37.5 bits: a longer code than the VAE's
+    holds, text = claims.verdict_6(rows)
+    assert not holds and "(VLAE) 37.5 bits" in text
+    # A collapsed code is short too, but it is not the paper's point: z must be used.
+    rows["window_5x3"].update(kl_nats=0.2, mutual_information_nats=0.1)
+    holds, text = claims.verdict_6(rows)
+    assert not holds and "(VLAE) 0.3 bits" in text and "code is used (MI 0.10 nats" in text
+    rows["window_5x3"].update(kl_nats=9.0, mutual_information_nats=4.0)
+    assert claims.verdict_6(rows)[0]
+
+
+def test_verdict_6_over_seeds_reports_mean_and_se_in_bits():
+    ln2 = np.log(2)
+    rows_by_seed = {seed: {"window_5x3": {"run": "window_5x3", "kl_nats": kl * ln2,
+                                          "nll_nats": 90.0},
+                           "window_1x0": {"run": "window_1x0", "kl_nats": 36.0 * ln2,
+                                          "nll_nats": 95.0}}
+                    for seed, kl in enumerate([18.0, 20.0, 22.0])}
+    rows = claims.aggregate(rows_by_seed)
+    bits, stderr = claims.code_bits(rows["window_5x3"])
+    assert bits == pytest.approx(20.0) and stderr == pytest.approx(2.0 / np.sqrt(3))
+    holds, text = claims.verdict_6(rows)
+    assert holds and f"20.0 ± {2 / np.sqrt(3):.1f} bits vs" in text and "36.0 ± 0.0 bits" in text
+    assert "= +16.0 bits" in text and "over 3 seeds of the per-seed gaps" in text
+    rows_by_seed[1]["window_5x3"]["kl_nats"] = 80.0 * ln2  # the mean is now 40 > 36 bits
+    assert not claims.verdict_6(claims.aggregate(rows_by_seed))[0]
+
+
+def _claim_7_rows(no_z_gap, normal_gap, noise=0.3, size=60):
+    """Paired per-image NLLs: window_5x3, + normal_gap (N(0, I)), + no_z_gap (no z)."""
+    rng = np.random.default_rng(2)
+    images = rng.normal(100.0, 20.0, size=size)  # shared by the models, cancels in pairs
+    vlae = images + rng.normal(0.0, noise, size=size)
+    normal = vlae + normal_gap + rng.normal(0.0, noise, size=size)
+    return {"window_5x3": _seed_row(vlae), "standard_normal_prior": _seed_row(normal),
+            "unconditional_5x3": _seed_row(normal + no_z_gap
+                                           + rng.normal(0.0, noise, size=size))}
+
+
+def test_verdict_7_needs_both_paired_steps_in_order():
+    holds, text = claims.verdict_7(_claim_7_rows(2.0, 1.0))
+    assert holds and "lower at every step" in text and "NOT" not in text
+    assert text.count("paired over 60 images") == 2
+    assert "unconditional_5x3 - standard_normal_prior = +" in text
+    assert "standard_normal_prior - window_5x3 = +" in text
+    # One step reversed: the N(0, I) prior worse than no z, or better than the AF prior.
+    for gaps in ((-1.0, 1.0), (2.0, -1.0)):
+        holds, text = claims.verdict_7(_claim_7_rows(*gaps))
+        assert not holds and "NOT lower at every step" in text and "not > 2 s.e." in text
+    # A step in the right direction but inside 2 s.e. of its paired differences.
+    rows = _claim_7_rows(2.0, 0.05)
+    gap = claims.nll_gap(rows, "standard_normal_prior", "window_5x3")
+    assert 0 < gap["mean_nats"] < 2 * gap["stderr_nats"]
+    assert not claims.verdict_7(rows)[0]
+    # Unpaired (no per-image values), the images' spread of 20 nats hides both gaps.
+    unpaired = {name: {key: row[key] for key in ("nll_nats", "nll_stderr")}
+                for name, row in _claim_7_rows(2.0, 1.0).items()}
+    assert not claims.verdict_7(unpaired)[0]
+
+
+def test_claims_6_and_7_are_written_from_the_runs_of_the_sweep(tmp_path, monkeypatch):
+    FLAGS.work_dir, FLAGS.results_dir = str(tmp_path / "runs"), str(tmp_path / "results")
+    FLAGS.claim = ["6", "7"]
+    monkeypatch.setattr(claims, "plot", lambda *args, **kwargs: None)
+    fake = FakeTraining(monkeypatch)
+    claims.main([])
+    assert sorted(fake.trained) == sorted(
+        (name, 0) for name in ["window_5x3", "window_1x0", "unconditional_5x3",
+                               "standard_normal_prior"])
+    results = tmp_path / "results" / "mnist5k_binary-800steps-seed0"
+    six = json.loads((results / "claim6.json").read_text())
+    seven = json.loads((results / "claim7.json").read_text())
+    # The fake gives every latent model a KL of 5 nats: not shorter. And the N(0, I) prior
+    # ties the unconditional decoder (both 2 nats worse than the VLAE): not in order.
+    assert not six["holds"] and "7.2 bits vs" in six["verdict"]
+    assert not seven["holds"] and "NOT lower at every step" in seven["verdict"]
+    summary = (results / "summary.md").read_text()
+    assert "### Claim 6: The VLAE's code is shorter" in summary
+    assert "### Claim 7: In NLL: unconditional PixelCNN" in summary
