@@ -197,6 +197,13 @@ def test_schedules_are_logged_in_metrics_jsonl(tmp_path):
     assert "free_bits_lambda" not in lines[1]
     # Without free bits or capacity nothing new is logged.
     assert vlae_tf.VLAE(small_config()).schedule_values() == {}
+    # The KL warm-up's weight (beta x min(1, t / N)) is logged when it is not constant 1.
+    warming = vlae_tf.VLAE(small_config(kl_weight=2.0, kl_warmup_steps=8))
+    warming.noise_step.assign(2)
+    values = warming.schedule_values()
+    assert set(values) == {"kl_weight"}
+    np.testing.assert_allclose(values["kl_weight"], 0.5, rtol=1e-6)  # 2 * 2/8
+    np.testing.assert_allclose(evaluation.training_state(warming)["kl_weight"], 0.5, rtol=1e-6)
 
 
 # ------------------------------------------------------------------------ capacity objective

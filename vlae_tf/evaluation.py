@@ -202,9 +202,10 @@ def ema_optimizer(model):
 def training_state(model) -> Dict[str, float]:
     """Non-trainable training state worth logging (soft free bits' gamma, skipped steps) and
     the schedules' values at the last step taken (`VLAE.schedule_values`: the free-bits
-    floor `free_bits_lambda` when free bits are on, the capacity `capacity_nats`)."""
+    floor `free_bits_lambda` when free bits are on, the capacity `capacity_nats`, the KL
+    weight `kl_weight` = beta x warm-up when not constant 1)."""
     values = {}
-    for name in ("soft_kl_weight", "kl_weight", "nonfinite_steps"):
+    for name in ("soft_kl_weight", "nonfinite_steps"):
         variable = getattr(model, name, None)
         if variable is not None and hasattr(variable, "numpy"):
             values[name] = float(variable.numpy())

@@ -270,8 +270,12 @@ class VLAE(keras.Model):
     def schedule_values(self):
         """The schedules' values at the last step taken, for the training logs:
         {"free_bits_lambda"} when free bits are on, {"capacity_nats"} with the capacity
-        objective (python floats; empty otherwise)."""
+        objective, {"kl_weight"} (beta x the warm-up factor) when it is not constant 1
+        (python floats; empty otherwise)."""
         config, values = self.config, {}
+        if config.use_latent and (config.kl_weight != 1.0 or config.kl_warmup_steps > 0):
+            values["kl_weight"] = float(objectives.kl_scale(
+                self.noise_step, config.kl_weight, config.kl_warmup_steps).numpy())
         if config.use_latent and config.free_bits > 0 and config.free_bits_mode != "none":
             values["free_bits_lambda"] = float(self.free_bits_lambda().numpy())
         if config.capacity_gamma is not None:
