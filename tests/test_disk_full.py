@@ -188,7 +188,7 @@ def test_enospc_in_a_checkpoint_keeps_the_last_one_and_the_rerun_finishes(tmp_pa
     options = train_lib.TrainOptions(
         dataset="mnist5k_binary", model_dir=str(model_dir), batch_size=16, epochs=2,
         max_train_examples=32, log_every=1, eval_max_images=8, eval_num_images=0,
-        select="last", diagnostics_images=0, verbose="0")
+        select="last", diagnostics_images=0, validation_max_images=16, verbose="0")
 
     real_save = vlae_tf.VLAE.save_weights
     checkpoint_saves = []

@@ -31,7 +31,7 @@ TINY_FLAGS = [
     "--z_map_channels=4", "--ema_momentum=0.9", "--batch_size=16",
     "--max_train_examples=72", "--steps_per_epoch=3", "--log_every=1",
     "--eval_max_images=16", "--eval_num_images=3", "--eval_num_importance_samples=4",
-    "--verbose=0", "--diagnostics_images=16", "--deterministic"]
+    "--verbose=0", "--diagnostics_images=16", "--validation_max_images=16", "--deterministic"]
 EPOCHS = 6
 TIMEOUT = 600
 

@@ -46,7 +46,8 @@ def tiny_config():
 def tiny_options(model_dir, **changes):
     values = dict(dataset="mnist5k_binary", model_dir=str(model_dir), batch_size=16,
                   epochs=2, max_train_examples=72, log_every=2, eval_max_images=16,
-                  eval_num_images=3, eval_num_importance_samples=4, verbose="0")
+                  eval_num_images=3, eval_num_importance_samples=4,
+                  validation_max_images=16, verbose="0")  # (all 500 at every epoch end: slow)
     values.update(changes)
     return train_lib.TrainOptions(**values)
 
