@@ -220,7 +220,7 @@ def _launch_train(model_dir: Path):
     options = train_lib.TrainOptions(
         dataset="mnist5k_binary", model_dir=str(model_dir), batch_size=1, epochs=1,
         max_train_examples=3, log_every=1, eval_max_images=2, eval_num_images=0,
-        select="last", diagnostics_images=0, verbose="0")
+        select="last", diagnostics_images=0, validation_max_images=4, verbose="0")
     result = train_lib.train(config, options, log=lambda message: None)
     with open(model_dir / "metrics.jsonl") as handle:
         steps = [json.loads(line) for line in handle if '"step"' in line]
