@@ -1,7 +1,7 @@
 """Compute needed by the paper-scale runs (launch/configs/*_paper.flags): training FLOPs
 counted on the traced step, times the images the flagfile trains on.
 
-    python bench/paper_compute.py [--sustained_tflops 5]
+    python bench/paper_compute.py [--sustained_tflops 5] [--flagfiles cifar10_paper,...]
 
 Per preset: GFLOP per training image (forward + backward, TensorFlow's graph profiler on a
 batch of 2), the flagfile's epochs x train images, the total in PFLOP, and hours at an
@@ -34,30 +34,43 @@ RUNS = {
     "binarized_mnist_paper": ("mnist_paper", 50_000, 200, 10_000, 4096),
     "omniglot_paper": ("omniglot_paper", 18_000, 200, 13_180, 4096),
     "caltech101_paper": ("caltech101_paper", 4_100, 400, 2_307, 4096),
-    "cifar10_paper": ("cifar10_paper", 45_000, 100, 1_000, 512),
 }
+# The CIFAR-10 flagfiles: 45,000 train images, 100 epochs, K=512 on the 10,000 test images.
+for _name in [name for name in vlae_tf.presets.names() if name.startswith("cifar10_paper")] \
+        + ["cifar10_gated"]:
+    RUNS[_name] = (_name, 45_000, 100, 10_000, 512)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sustained_tflops", type=float, default=5.0)
     parser.add_argument("--output", default="bench/results/paper_compute.json")
+    parser.add_argument("--flagfiles", default=",".join(RUNS),
+                        help="Comma-separated flagfile names (default: all).")
     args = parser.parse_args()
+    unknown = sorted(set(args.flagfiles.split(",")) - set(RUNS))
+    if unknown:
+        parser.error(f"--flagfiles: unknown {unknown}; expected some of {sorted(RUNS)}")
     info = common.machine()
     rows, per_preset = [], {}
-    for flagfile, (preset, images, epochs, eval_images, samples) in RUNS.items():
+    for flagfile in args.flagfiles.split(","):
+        preset, images, epochs, eval_images, samples = RUNS[flagfile]
         if preset not in per_preset:
             config = vlae_tf.presets.get(preset)
             model = vlae_tf.VLAE(config)
             batch = np.zeros((2, *config.image_shape), np.uint8)
             model.elbo(batch)  # build
-            per_preset[preset] = step_flops(model, tf.constant(batch)) / 2 / 1e9
-        gflop_per_image = per_preset[preset]
+            parameters = int(sum(np.prod(weight.shape) for weight in model.trainable_weights))
+            per_preset[preset] = (step_flops(model, tf.constant(batch)) / 2 / 1e9, parameters)
+            print(f"{preset}: {parameters:,} parameters, {per_preset[preset][0]:.3f} GFLOP "
+                  f"per training image", flush=True)
+        gflop_per_image, parameters = per_preset[preset]
         train_pflop = gflop_per_image * images * epochs / 1e6
         eval_pflop = gflop_per_image / 3 * samples * eval_images / 1e6
         hours = lambda pflop, tflops: pflop * 1e3 / tflops / 3600  # noqa: E731
         rows.append({
-            "flagfile": flagfile, "gflop_per_train_image": gflop_per_image,
+            "flagfile": flagfile, "parameters": parameters,
+            "gflop_per_train_image": gflop_per_image,
             "epochs": epochs, "train_images": images, "train_pflop": train_pflop,
             "train_hours_at_assumed_rate": hours(train_pflop, args.sustained_tflops),
             "eval_pflop": eval_pflop,

@@ -51,6 +51,13 @@ _CONFIG_CHOICES = {
     "prior": config_lib.PRIORS,
     "z_conditioning": config_lib.Z_CONDITIONING,
     "free_bits_mode": config_lib.FREE_BITS_MODES,
+    "free_bits_grouping": config_lib.FREE_BITS_GROUPINGS,
+    "decoder": config_lib.DECODERS,
+    "encoder": config_lib.ENCODERS,
+    "prior_network": config_lib.PRIOR_NETWORKS,
+    "latent_map": config_lib.LATENT_MAPS,
+    "residual_placement": config_lib.RESIDUAL_PLACEMENTS,
+    "z_concat_mask": config_lib.Z_CONCAT_MASKS,
 }
 # Fields that the launchers set themselves (`--seed` drives the model and the data).
 _CONFIG_FIELDS_NOT_FLAGS = ("seed",)

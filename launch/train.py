@@ -54,6 +54,8 @@ PEER_FAILURE_EXIT_CODE = 75
 PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.AbortedError,
                  tf.errors.DeadlineExceededError, tf.errors.CancelledError)
 METRIC_NAMES = ("loss", "elbo_nats", "recon_nats", "kl_nats", "bits_per_dim")
+# Logged too when present: the per-layer KL of a two-layer model (config.latent_layers=2).
+LAYER_METRIC_NAMES = ("kl_z1_nats", "kl_z2_nats")
 # Options that fix the data stream and the step <-> epoch mapping: a resumed run must
 # use the same ones, or it would not continue the same training.
 RUN_KEYS = ("dataset", "batch_size", "steps_per_epoch", "max_train_examples", "train_on")
@@ -365,7 +367,7 @@ class _TrainingLog(keras.callbacks.Callback):
         every = self.options.log_every
         if every and step % every == 0:
             running = {key: float(np.asarray(value)) for key, value in (logs or {}).items()
-                       if key in METRIC_NAMES}
+                       if key in METRIC_NAMES + LAYER_METRIC_NAMES}
             count, before = self.previous
             done = batch + 1  # batches of this epoch so far: running means -> interval means
             interval = {key: (done * value - count * before.get(key, 0.0)) / (done - count)
@@ -423,7 +425,8 @@ class _TrainingLog(keras.callbacks.Callback):
         line = {"kind": kind, "step": step}
         if epoch_fraction is not None:
             line["epoch"] = epoch_fraction
-        line.update({key: values[key] for key in METRIC_NAMES if key in values})
+        line.update({key: values[key] for key in METRIC_NAMES + LAYER_METRIC_NAMES
+                     if key in values})
         line.update(extra or {})
         line.update(evaluation.training_state(self.model))
         if seconds is not None:
@@ -447,6 +450,10 @@ class _TrainingLog(keras.callbacks.Callback):
                 "mutual_information_nats": latent["mutual_information"],
                 "marginal_kl_nats": latent["marginal_kl"],
                 "active_units": latent["active_units"], "images": len(self.diagnostic_images)}
+        for key, name in (("kl_z1", "kl_z1_nats"), ("kl_z2", "kl_z2_nats"),
+                          ("active_units_z2", "active_units_z2")):
+            if key in latent:  # two latent layers (vlae_tf.hierarchy.model_diagnostics)
+                line[name] = latent[key]
         _append_jsonl(os.path.join(self.model_dir, common.METRICS_FILE), line)
         summaries.write_scalars(self.writer, step, {f"latent/{key}": line[key] for key in line
                                                     if key not in ("kind", "step", "epoch")})

@@ -369,7 +369,9 @@ def test_there_is_a_flagfile_for_each_paper_and_cpu_setting():
     stems = {path.stem for path in CONFIGS}
     assert {"mnist_paper", "binarized_mnist_paper", "omniglot_paper", "caltech101_paper",
             "cifar10_paper", "cifar10_paper_4x2", "cifar10_paper_5x3", "cifar10_paper_7x4",
-            "cifar10_paper_7x4_gray", "mnist5k_cpu", "fashion_mnist_cpu",
+            "cifar10_paper_7x4_gray", "cifar10_paper_resnet", "cifar10_paper_resnet_4x2",
+            "cifar10_paper_resnet_5x3", "cifar10_paper_resnet_7x4",
+            "cifar10_paper_resnet_7x4_gray", "cifar10_gated", "mnist5k_cpu", "fashion_mnist_cpu",
             "factorized_vae_cpu", "unconditional_cpu", "global_cpu",
             "standard_normal_prior_cpu", "iaf_posterior_cpu"} <= stems
 

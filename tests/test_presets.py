@@ -23,6 +23,8 @@ EXPECTED = {
     "cifar10_paper_5x3": "cifar10",
     "cifar10_paper_7x4": "cifar10",
     "cifar10_paper_7x4_gray": "cifar10",
+    "cifar10_paper_resnet": "cifar10",  # the paper's CIFAR models (spatial latent)
+    "cifar10_gated": "cifar10",  # the vector-latent model cifar10_paper used to be
     "mnist_cpu": "mnist5k_binary",
     "fashion_mnist_cpu": "fashion_mnist",
     "cifar10_cpu": "cifar10",

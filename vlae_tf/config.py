@@ -17,11 +17,14 @@ LIKELIHOODS = ("bernoulli", "logistic_mixture")
 PRIORS = ("standard_normal", "af", "mog", "vamp")
 Z_CONDITIONING = ("concat", "gated", "both")
 FREE_BITS_MODES = ("none", "hard", "soft")
+FREE_BITS_GROUPINGS = ("contiguous", "feature_map")
 # Decoder families (vlae_tf.decoders) and their options.
-DECODERS = ("gated", "masked_resnet")
+DECODERS = ("gated", "masked_resnet", "pixelcnnpp")
 Z_CONCAT_MASKS = ("A", "B")
 RESIDUAL_PLACEMENTS = ("end", "interleaved")
 LATENT_MAPS = ("dense_upsample", "symmetric")
+ENCODERS = ("dense", "resnet", "densenet")
+PRIOR_NETWORKS = ("made", "pixelcnn")
 # Seeds become int32 tensors (stateless RNG): a larger int would wrap silently.
 INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
 
@@ -52,11 +55,36 @@ class VLAEConfig:
     # Latent code and encoder q(z|x).
     use_latent: bool = True  # False: unconditional windowed decoder (no z, KL = 0)
     latent_size: int = 64
-    encoder_filters: Tuple[int, ...] = (16, 32, 32)  # one strided + one stride-1 block each
-    encoder_hidden: int = 450
+    # Spatial latent (the paper's CIFAR 8x8x16): None = a vector. z is always handled as a
+    # flat [B, latent_size] vector, flattened in raster order (row, column, then channel
+    # within a position: C order of [h, w, c]); latent_size must equal h * w * c.
+    latent_shape: Optional[Tuple[int, int, int]] = None
+    # The encoder q(z|x) (and, with latent_map="symmetric", its mirror the generation
+    # network): "dense" (binary: strided ResNet -> dense encoder_hidden -> z vector) |
+    # "resnet" / "densenet" (the paper's CIFAR VLAE: a fully convolutional ResNet / DenseNet
+    # onto the latent_shape map; vlae_tf/spatial.py).
+    encoder: str = "dense"
+    # "dense": one strided + one stride-1 block per entry; "resnet"/"densenet": the width
+    # of each resolution stage (paper CIFAR: (48, 96, 96) on 32, 16, 8), a stride-2 conv
+    # between stages.
+    encoder_filters: Tuple[int, ...] = (16, 32, 32)
+    # "resnet": ResNet blocks per stage (paper: (2, 2, 3)); "densenet": ceil(n / 2) dense
+    # blocks of 3 steps per stage (each pair of ResNet blocks is one dense block).
+    encoder_blocks: Tuple[int, ...] = (2, 2, 3)
+    # "densenet": maps added by each of a dense block's 3 steps, one per stage (its output
+    # is 3 * growth maps); None = floor(F / 3) + 1, the least with 3 * growth > F =
+    # encoder_filters[stage] ("slightly wider" than the ResNet, paper: 51, 99, 99).
+    densenet_growth: Optional[Tuple[int, ...]] = None
+    encoder_hidden: int = 450  # encoder="dense" (and its mirror) only
     iaf_steps: int = 0  # IAF posterior steps on top of the diagonal Gaussian (0 = none)
     iaf_hidden: Tuple[int, ...] = (640,)
     iaf_context_size: int = 64
+    # Hierarchical latents (vlae_tf.hierarchy): latent_layers=2 is p(z2) p(z1|z2) p(x|z1)
+    # with q(z1|x) q(z2|z1); z1 has latent_size dimensions, z2 top_latent_size, and the
+    # prior below (`prior`) is p(z2). 1 = the one-layer model (the other two are unused).
+    latent_layers: int = 1
+    top_latent_size: int = 16
+    hierarchy_hidden: int = 128  # hidden units of the q(z2|z1) and p(z1|z2) MLPs
     # Prior p(z).
     prior: str = "af"  # "af" (MAF) | "standard_normal" (VAE baseline) | "mog" | "vamp"
     prior_components: int = 16  # mixture components / pseudo-inputs of "mog" and "vamp"
@@ -64,13 +92,22 @@ class VLAEConfig:
     prior_hidden: Tuple[int, ...] = (640,)
     prior_mean_only: bool = True  # volume-preserving MAF steps, as in the paper (binary)
     prior_weight_norm: bool = False  # weight-normalised MADE layers (the paper's presets)
+    # The network of each AF step: "made" (dense MADE, binary) | "pixelcnn" (masked convs on
+    # the latent_shape map, the paper's CIFAR prior; prior_hidden = feature maps per layer).
+    prior_network: str = "made"
+    # Kernel size of the "pixelcnn" prior's masked convolutions (odd, >= 3); 3 = PixelCNN's.
+    prior_kernel_size: int = 3
     # Decoder p(x|z): a PixelCNN family (vlae_tf.decoders) and the z path into it.
     decoder: str = "gated"  # "gated" (windowed gated) | "masked_resnet" (paper, binary)
+    #                        | "pixelcnnpp" (paper, CIFAR: channel-autoregressive PixelCNN++)
     window: Optional[Tuple[int, int]] = (13, 6)  # gated: (A, B); None = global field
     grayscale_window: bool = False  # window sees only 0.299R + 0.587G + 0.114B
     decoder_layers: int = 6
     decoder_filters: int = 12
     decoder_residual_blocks: int = 4  # extra 1x1 residual blocks
+    # pixelcnnpp: dropout rate inside its gated ResNet blocks (0 = none; the paper does not
+    # say; PixelCNN++ used 0.5 on CIFAR-10 without a latent code). Other decoders: 0.
+    decoder_dropout: float = 0.0
     residual_placement: str = "end"  # "end" (after the masked/window layers) | "interleaved"
     tie_weights: bool = False  # masked_resnet: one kernel for all mask-B layers
     z_conditioning: str = "both"  # "concat" (first layer) | "gated" (later blocks) | "both"
@@ -80,6 +117,11 @@ class VLAEConfig:
     # Objective.
     free_bits: float = 0.0  # lambda, nats per group
     free_bits_groups: int = 1
+    # How the latent units form the groups: "contiguous" (free_bits_groups consecutive
+    # chunks of the flat z; with a latent_shape, raster-order chunks: h*w groups = one per
+    # position) | "feature_map" (one group per map of latent_shape, free_bits_groups = c:
+    # the IAF paper's free-bits groups, Kingma et al. 2016, Eq. 15).
+    free_bits_grouping: str = "contiguous"
     free_bits_mode: str = "hard"  # "none" | "hard" | "soft" (adaptive KL weight, CIFAR)
     # Free bits as a warm-up: lambda(t) = free_bits for t <= hold, then linearly to 0 over
     # anneal steps (objectives.free_bits_lambda); anneal 0 = no schedule (permanent floor).
@@ -143,7 +185,8 @@ class VLAEConfig:
 def _normalise(values: dict) -> dict:
     """Turns JSON lists (and 'AxB' strings) into the tuples the dataclass stores."""
     values = dict(values)
-    for key in ("image_shape", "encoder_filters", "iaf_hidden", "prior_hidden"):
+    for key in ("image_shape", "latent_shape", "encoder_filters", "encoder_blocks",
+                "densenet_growth", "iaf_hidden", "prior_hidden"):
         if key in values and values[key] is not None and not isinstance(values[key], tuple):
             values[key] = tuple(values[key])
     if "window" in values:
@@ -259,9 +302,28 @@ def _validate(config: VLAEConfig) -> None:
            config.likelihood)
     _check(int(config.num_mixtures) >= 1, "num_mixtures", "an int >= 1", config.num_mixtures)
     _check(int(config.latent_size) >= 1, "latent_size", "an int >= 1", config.latent_size)
+    if config.latent_shape is not None:
+        _check(len(config.latent_shape) == 3 and all(v >= 1 for v in config.latent_shape),
+               "latent_shape", "None or (height, width, channels) of positive ints",
+               config.latent_shape)
+        _check(int(np.prod(config.latent_shape)) == config.latent_size, "latent_shape",
+               f"a shape whose size equals latent_size={config.latent_size}",
+               config.latent_shape)
+    _check(config.prior_network in PRIOR_NETWORKS, "prior_network",
+           f"one of {PRIOR_NETWORKS}", config.prior_network)
+    if config.prior_network == "pixelcnn":
+        _check(config.prior == "af", "prior_network",
+               f"'made' unless prior='af' (got prior={config.prior!r})", config.prior_network)
+        _check(config.latent_shape is not None, "prior_network",
+               "'made' unless latent_shape is set (a PixelCNN needs the latent's map shape)",
+               config.prior_network)
+    _check(config.prior_kernel_size >= 3 and config.prior_kernel_size % 2 == 1,
+           "prior_kernel_size", "an odd int >= 3 (a masked kernel with taps before its centre)",
+           config.prior_kernel_size)
     _check(len(config.encoder_filters) >= 1 and all(f >= 1 for f in config.encoder_filters),
            "encoder_filters", "a non-empty tuple of positive ints", config.encoder_filters)
     _check(config.encoder_hidden >= 1, "encoder_hidden", "an int >= 1", config.encoder_hidden)
+    _validate_spatial_encoder(config)
     _check(config.iaf_steps >= 0, "iaf_steps", "an int >= 0", config.iaf_steps)
     _check(config.prior in PRIORS, "prior", f"one of {PRIORS}", config.prior)
     _check(config.prior_steps >= 1, "prior_steps", "an int >= 1", config.prior_steps)
@@ -288,6 +350,9 @@ def _validate(config: VLAEConfig) -> None:
         _check(config.residual_placement == "end", "residual_placement",
                "'end' for decoder='gated' (its 1x1 blocks follow the window layers)",
                config.residual_placement)
+    elif config.decoder == "pixelcnnpp":  # its window table, likelihood and z path
+        from vlae_tf.decoders import pixelcnnpp  # local: keeps config import-light
+        pixelcnnpp.check_config(config)
     else:  # masked_resnet: the field is that of its masked stack, z enters at the input
         _check(config.window is None, "window",
                "None for decoder='masked_resnet' (its receptive field is the masked stack's, "
@@ -297,12 +362,25 @@ def _validate(config: VLAEConfig) -> None:
                "its input only)", config.z_conditioning)
         _check(not config.grayscale_window, "grayscale_window",
                "False for decoder='masked_resnet'", config.grayscale_window)
+    _check(_finite(config.decoder_dropout) and 0 <= config.decoder_dropout < 1,
+           "decoder_dropout", "a float in [0, 1)", config.decoder_dropout)
+    _check(config.decoder_dropout == 0 or config.decoder == "pixelcnnpp", "decoder_dropout",
+           f"0.0 unless decoder='pixelcnnpp' (got decoder={config.decoder!r})",
+           config.decoder_dropout)
     # Finite: free_bits=inf makes the hinge inf (every step skipped as non-finite) and
     # learning_rate=inf makes the first step nan; both must be refused here, by name.
     _check(_finite(config.free_bits) and config.free_bits >= 0, "free_bits",
            "a finite float >= 0 (nats per group)", config.free_bits)
     _check(1 <= config.free_bits_groups <= config.latent_size, "free_bits_groups",
            f"an int in [1, latent_size={config.latent_size}]", config.free_bits_groups)
+    _check(config.free_bits_grouping in FREE_BITS_GROUPINGS, "free_bits_grouping",
+           f"one of {FREE_BITS_GROUPINGS}", config.free_bits_grouping)
+    if config.free_bits_grouping == "feature_map":
+        _check(config.latent_shape is not None
+               and config.free_bits_groups == config.latent_shape[2], "free_bits_groups",
+               f"latent_shape's channel count (one group per feature map) for "
+               f"free_bits_grouping='feature_map' (latent_shape={config.latent_shape})",
+               config.free_bits_groups)
     _check(config.free_bits_mode in FREE_BITS_MODES, "free_bits_mode",
            f"one of {FREE_BITS_MODES}", config.free_bits_mode)
     _check(config.free_bits_groups == 1 or (config.prior == "standard_normal"
@@ -310,6 +388,7 @@ def _validate(config: VLAEConfig) -> None:
            "free_bits_groups",
            "1 unless prior='standard_normal' and iaf_steps=0 (a flow's KL does not split "
            "over latent dimensions)", config.free_bits_groups)
+    _validate_hierarchy(config)
     _validate_schedules(config)
     _check(config.prior_components >= 1, "prior_components", "an int >= 1",
            config.prior_components)
@@ -335,8 +414,75 @@ def _validate(config: VLAEConfig) -> None:
            "None or a float in (0, 1)", config.ema_momentum)
 
 
+def _validate_spatial_encoder(config: VLAEConfig) -> None:
+    """encoder, encoder_blocks, densenet_growth; the fully convolutional encoders' needs:
+    a latent map (latent_shape) that the len(encoder_filters) - 1 stride-2 convs reach
+    exactly from the image, and their mirror as the z path (vlae_tf/spatial.py)."""
+    _check(config.encoder in ENCODERS, "encoder", f"one of {ENCODERS}", config.encoder)
+    _check(len(config.encoder_blocks) >= 1 and all(b >= 1 for b in config.encoder_blocks),
+           "encoder_blocks", "a non-empty tuple of positive ints", config.encoder_blocks)
+    growth = config.densenet_growth
+    _check(growth is None or (len(growth) >= 1 and all(g >= 1 for g in growth)),
+           "densenet_growth", "None or a non-empty tuple of positive ints", growth)
+    if config.encoder == "dense":
+        return
+    stages = len(config.encoder_filters)
+    what = f"for encoder={config.encoder!r}"
+    _check(len(config.encoder_blocks) == stages, "encoder_blocks",
+           f"one count per stage (len(encoder_filters)={stages}) {what}",
+           config.encoder_blocks)
+    if config.encoder == "densenet" and growth is not None:
+        _check(len(growth) == stages, "densenet_growth",
+               f"None or one growth per stage (len(encoder_filters)={stages}) {what}", growth)
+    _check(config.latent_shape is not None, "latent_shape",
+           f"(height, width, channels) of the latent map {what} (it encodes onto a map); "
+           f"e.g. (8, 8, 16) for 32x32 images", config.latent_shape)
+    factor = 2 ** (stages - 1)
+    height, width = config.image_shape[:2]
+    expected = (height // factor, width // factor)
+    _check(height % factor == 0 and width % factor == 0
+           and tuple(config.latent_shape[:2]) == expected, "latent_shape",
+           f"a map of image_shape's (height, width) = {(height, width)} / {factor} "
+           f"(the {stages - 1} stride-2 convs of encoder_filters={config.encoder_filters}), "
+           f"i.e. {expected + ('c',)} {what}"
+           + ("" if height % factor == 0 and width % factor == 0
+              else f"; {(height, width)} is not a multiple of {factor}"),
+           config.latent_shape)
+    _check(config.latent_map == "symmetric", "latent_map",
+           f"'symmetric' {what} (its generation network mirrors the encoder)",
+           config.latent_map)
+    _check(config.iaf_steps == 0, "iaf_steps",
+           f"0 {what} (the paper's CIFAR VLAE has a diagonal Gaussian posterior; the IAF "
+           f"context is built by encoder='dense' only)", config.iaf_steps)
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _validate_hierarchy(config: VLAEConfig) -> None:
+    """latent_layers, top_latent_size, hierarchy_hidden, and what the hierarchy refuses."""
+    _check(config.latent_layers in (1, 2), "latent_layers",
+           "1 (one latent layer) or 2 (p(z2) p(z1|z2), vlae_tf.hierarchy)",
+           config.latent_layers)
+    _check(config.top_latent_size >= 1, "top_latent_size", "an int >= 1",
+           config.top_latent_size)
+    _check(config.hierarchy_hidden >= 1, "hierarchy_hidden", "an int >= 1",
+           config.hierarchy_hidden)
+    if config.latent_layers == 1:
+        return
+    for ok, field, expected in (
+            (config.use_latent, "use_latent", "True when latent_layers=2"),
+            (config.iaf_steps == 0, "iaf_steps",
+             "0 when latent_layers=2 (q(z1|x) is a diagonal Gaussian in the hierarchy)"),
+            (config.prior != "vamp", "prior",
+             "'standard_normal', 'af' or 'mog' when latent_layers=2 (the VampPrior's "
+             "components are q(z1|u) of the encoder, not densities over z2)"),
+            (config.latent_shape is None, "latent_shape",
+             "None when latent_layers=2 (the hierarchy is over vector latents)"),
+            (config.free_bits_groups == 1, "free_bits_groups",
+             "1 when latent_layers=2 (free bits apply per layer: one group per layer)")):
+        _check(ok, field, expected, getattr(config, field))
 
 
 def _validate_schedules(config: VLAEConfig) -> None:

@@ -25,6 +25,7 @@ import keras
 
 from vlae_tf import decoders
 from vlae_tf import encoder as encoder_lib
+from vlae_tf import spatial
 from vlae_tf.decoders.base import (  # noqa: F401  (re-exported for callers)
     GRAY_WEIGHTS, DecoderInput, LearnedConstantMap, likelihood_kwargs)
 from vlae_tf.nn import layers as nn
@@ -38,8 +39,11 @@ def build_pixelcnn(config, name="pixelcnn") -> keras.Model:
 
 
 def build_latent_map(config, name="latent_map") -> keras.Model:
-    """z [B, latent_size] -> [B, H, W, z_map_channels], by `config.latent_map`."""
+    """z [B, latent_size] -> [B, H, W, z_map_channels], by `config.latent_map`; "symmetric"
+    mirrors `config.encoder` (the spatial encoders': `spatial.build_spatial_generation_network`)."""
     if config.latent_map == "symmetric":
+        if config.encoder in spatial.SPATIAL_ENCODERS:
+            return spatial.build_spatial_generation_network(config, name=name)
         return build_generation_network(config, name=name)
     return _build_dense_upsample(config, name=name)
 

@@ -202,6 +202,19 @@ def _encode_in_batches(model, images, batch_size):
     return np.concatenate(means), np.concatenate(scales)
 
 
+def checked_batch(images, batch_size, samples_per_image) -> np.ndarray:
+    """`images` as a non-empty numpy batch [N, H, W, C]; ValueError for it or for a
+    batch_size / samples_per_image that is not an int >= 1 (the diagnostics' arguments)."""
+    for name, value in (("batch_size", batch_size), ("samples_per_image", samples_per_image)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{name}` must be an int >= 1; got {value!r}.")
+    images = images.numpy() if tf.is_tensor(images) else np.asarray(images)
+    if images.ndim != 4 or len(images) < 1:
+        raise ValueError(f"`images` must be a non-empty batch [N, H, W, C]; got shape "
+                         f"{images.shape}.")
+    return images
+
+
 def model_diagnostics(model, images, seed, batch_size: int = 256, samples_per_image: int = 1,
                       threshold: float = 0.01) -> dict:
     """Per-dimension KL, active units and ELBO surgery of ``model`` on ``images``.
@@ -230,7 +243,9 @@ def model_diagnostics(model, images, seed, batch_size: int = 256, samples_per_im
     for the standard-normal prior, see ``per_dimension_kl``), ``kl_to_standard_normal``
     (its sum), ``active_units`` (int), ``active_unit_variances`` [D],
     ``active_unit_threshold``, and the ``elbo_surgery`` terms (``average_kl`` is the
-    Monte Carlo KL to the model's own prior).
+    Monte Carlo KL to the model's own prior). A two-layer model (config.latent_layers=2)
+    gets `vlae_tf.hierarchy.model_diagnostics` instead: the same surgery keys plus the
+    per-layer KL (``kl_z1``, ``kl_z2``) and active units of each layer.
     """
     if getattr(model, "iaf", None) is not None:
         raise ValueError(
@@ -240,13 +255,12 @@ def model_diagnostics(model, images, seed, batch_size: int = 256, samples_per_im
     if getattr(model, "prior", None) is None:
         raise ValueError("model_diagnostics: the model has no latent code / prior "
                          "(config.use_latent=False).")
-    for name, value in (("batch_size", batch_size), ("samples_per_image", samples_per_image)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{name}` must be an int >= 1; got {value!r}.")
-    images = images.numpy() if tf.is_tensor(images) else np.asarray(images)
-    if images.ndim != 4 or len(images) < 1:
-        raise ValueError(f"`images` must be a non-empty batch [N, H, W, C]; got shape "
-                         f"{images.shape}.")
+    if getattr(model, "hierarchy", None) is not None:  # two latent layers: per-layer terms
+        from vlae_tf import hierarchy
+        return hierarchy.model_diagnostics(model, images, seed, batch_size=batch_size,
+                                           samples_per_image=samples_per_image,
+                                           threshold=threshold)
+    images = checked_batch(images, batch_size, samples_per_image)
     means, scales = _encode_in_batches(model, images, batch_size)
     eps = tf.random.stateless_normal([len(images), samples_per_image, means.shape[1]],
                                      seed=tf.constant(seed, tf.int32), dtype=tf.float32).numpy()

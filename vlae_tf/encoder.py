@@ -30,7 +30,13 @@ def residual_block(inputs, filters, strides, weight_norm, name):
 
 
 def build_encoder(config, name="encoder") -> keras.Model:
-    """Functional model: images in [-1, 1] -> (mean, scale, context)."""
+    """Functional model: images in [-1, 1] -> (mean, scale, context).
+
+    config.encoder="resnet" | "densenet": the paper's CIFAR encoder onto the latent_shape
+    map, (mean, scale) flat in raster order (`vlae_tf.spatial.build_spatial_encoder`)."""
+    if config.encoder != "dense":
+        from vlae_tf import spatial  # imports this module (its residual block)
+        return spatial.build_spatial_encoder(config, name=name)
     weight_norm = config.weight_norm
     images = keras.Input(shape=config.image_shape, name="images")
     features = nn.Conv2D(config.encoder_filters[0], 3, use_weight_norm=weight_norm,

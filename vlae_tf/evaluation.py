@@ -32,16 +32,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Dict, Optional, Tuple
+import queue
+import threading
+from typing import Dict, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import inputs
+from vlae_tf import estimators, inputs
 
-# Default number of decoder images per importance-sampling pass (batch_size * chunk_size):
-# memory grows with it, speed hardly does beyond it on a CPU.
+# The chunking before memory budgets (decoder images per importance-sampling pass,
+# batch_size * chunk_size); kept as a reference point for bench/is_memory.py.
 DECODER_IMAGES_PER_PASS = 1024
 
 
@@ -114,24 +116,33 @@ def elbo_summary(model, images, batch_size: int = 256, seed: int = 0,
     (summary, per_image_elbo(...)'s arrays).
     """
     terms = per_image_elbo(model, images, batch_size, seed)
+    summary = elbo_terms_summary(terms, model.config, seed)
+    return (summary, terms) if return_per_image else summary
+
+
+def elbo_terms_summary(terms, config, seed: int = 0) -> dict:
+    """`elbo_summary`'s dict from per-image float32 {"elbo", "recon", "kl"} arrays (e.g.
+    merged from shards: the same values in the same order give the same summary)."""
+    terms = {key: np.asarray(terms[key], np.float32) for key in ("elbo", "recon", "kl")}
     negative_elbo, stderr = mean_and_stderr(-terms["elbo"])
-    summary = {
+    return {
         "num_images": int(len(terms["elbo"])),
         "negative_elbo_nats": negative_elbo,
         "negative_elbo_stderr": stderr,
         "recon_nats": float(np.mean(terms["recon"])),
         "kl_nats": float(np.mean(terms["kl"])),
-        "bits_per_dim": bits_per_dim(negative_elbo, model.config),
+        "bits_per_dim": bits_per_dim(negative_elbo, config),
         "seed": int(seed),
     }
-    return (summary, terms) if return_per_image else summary
 
 
 def importance_batch_seed(seed: int, start: int) -> tf.Tensor:
     """The seed of the importance-sampling batch whose first image is images[start].
 
     Each batch draws its own noise, [seed, start], so results are reproducible for the
-    same (seed, K, batch_size) and do not depend on chunk_size. With K = 1 a batch's
+    same (seed, K, batch_size) and do not depend on chunk_size. `start` is the index in
+    the whole evaluation order (`importance_summary`'s first_index + position), so a
+    shard made of whole batches draws exactly the noise the single run draws. With K = 1 a batch's
     estimate is exactly `model.elbo(batch, seed=importance_batch_seed(seed, start))`.
     """
     return tf.constant([int(seed), int(start)], tf.int32)
@@ -139,50 +150,130 @@ def importance_batch_seed(seed: int, start: int) -> tf.Tensor:
 
 def importance_summary(model, images, num_samples: int, batch_size: int = 10,
                        chunk_size: Optional[int] = None, seed: int = 0,
-                       progress: bool = True, return_per_image: bool = False):
+                       progress: bool = True, return_per_image: bool = False,
+                       memory_budget_gb: Optional[float] = None, first_index: int = 0,
+                       replicas: Optional[Sequence[Tuple[Optional[str], object]]] = None):
     """Importance-sampled NLL -log p(x) (nats per image, with its standard error), K samples.
 
     Images go `batch_size` at a time through `model.importance_log_likelihood`, whose
-    samples go `chunk_size` at a time (memory ~ batch_size * chunk_size decoder images;
-    default: about DECODER_IMAGES_PER_PASS). `progress`: a keras Progbar with the running
-    NLL and an ETA (False: silent).
+    samples go `chunk_size` at a time (memory ~ batch_size * chunk_size decoder images).
+    chunk_size None: the largest that fits `memory_budget_gb` (GB of peak resident memory
+    of the process; None: `estimators.default_memory_budget_gb()`), measured once on the
+    first batch (`estimators.budget_chunk_size`). `progress`: a keras Progbar with the
+    running NLL and an ETA (False: silent).
+
+    `first_index`: the index of images[0] in the whole evaluation order; the batch starting
+    at images[s] is seeded `importance_batch_seed(seed, first_index + s)`, so a shard of
+    whole batches (first_index a multiple of batch_size) gives the single run's values.
+    `replicas`: (device, model) pairs, e.g. one model per GPU or logical CPU; batch b goes
+    to replica b mod len(replicas), each in its own thread under tf.device(device); the
+    per-image values are those of one device (same batches, same seeds). The memory
+    budget is shared among the replicas (host memory).
 
     Returns {"num_images", "num_importance_samples", "nll_nats", "nll_stderr",
-    "bits_per_dim", "chunk_size", "seed"}; with `return_per_image=True` the pair
+    "bits_per_dim", "chunk_size", "seed", "memory_budget_gb"} (the budget None when
+    chunk_size was given); with `return_per_image=True` the pair
     (summary, {"nll": float64 [N] per-image -log p(x) estimates}).
     """
     images = _check_images(images)
     num_samples = _check_count("num_samples", num_samples)
     batch_size = _check_count("batch_size", batch_size)
+    if isinstance(first_index, bool) or not isinstance(first_index, (int, np.integer)) \
+            or first_index < 0:
+        raise ValueError(f"first_index: expected an int >= 0; got {first_index!r}")
+    budget = estimators.check_memory_budget(memory_budget_gb)
+    replicas = [(None, model)] if replicas is None else list(replicas)
+    if not replicas:
+        raise ValueError("replicas: expected at least one (device, model) pair or None; "
+                         "got an empty list")
     if chunk_size is None:
-        chunk_size = max(1, min(num_samples, DECODER_IMAGES_PER_PASS // batch_size))
+        budget = estimators.default_memory_budget_gb() if budget is None else budget
+        device, first_model = replicas[0]
+        with _on(device):
+            chunk_size = estimators.budget_chunk_size(
+                first_model, images[:batch_size], num_samples, budget / len(replicas),
+                seed=importance_batch_seed(seed, first_index))["chunk_size"]
+    else:
+        budget = None
     chunk_size = _check_count("chunk_size", chunk_size)
     # nll_nats is stateful: we pass the running mean itself. Progbar would otherwise
     # average the values it is given (weighted by images), a mean of running means.
     progbar = keras.utils.Progbar(len(images), unit_name="image",
                                   stateful_metrics=["nll_nats"]) if progress else None
-    log_px = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        values = model.importance_log_likelihood(
-            batch, num_samples, chunk_size=chunk_size,
-            seed=importance_batch_seed(seed, start)).numpy()
-        log_px.append(values)
+    done = {}
+
+    def record(start, values):
+        done[start] = values
         if progbar is not None:
-            running = -float(np.mean(np.concatenate(log_px)))
-            progbar.add(len(batch), values=[("nll_nats", running)])
-    nll_values = -np.concatenate(log_px).astype(np.float64)
+            running = -float(np.mean(np.concatenate(list(done.values()))))
+            progbar.add(len(values), values=[("nll_nats", running)])
+
+    def batch_values(replica_model, start):
+        return replica_model.importance_log_likelihood(
+            images[start:start + batch_size], num_samples, chunk_size=chunk_size,
+            seed=importance_batch_seed(seed, first_index + start)).numpy()
+
+    starts = list(range(0, len(images), batch_size))
+    if len(replicas) == 1:
+        device, replica_model = replicas[0]
+        with _on(device):
+            for start in starts:
+                record(start, batch_values(replica_model, start))
+    else:
+        _run_on_replicas(replicas, starts, batch_values, record)
+    nll_values = -np.concatenate([done[start] for start in starts]).astype(np.float64)
+    summary = importance_values_summary(nll_values, num_samples, model.config, chunk_size,
+                                        seed)
+    summary["memory_budget_gb"] = budget
+    return (summary, {"nll": nll_values}) if return_per_image else summary
+
+
+def importance_values_summary(nll_values, num_samples: int, config, chunk_size: int,
+                              seed: int) -> dict:
+    """`importance_summary`'s dict from per-image -log p(x) values (float64, image order):
+    merging shards' values gives the single run's summary exactly."""
+    nll_values = np.asarray(nll_values, np.float64)
     nll, stderr = mean_and_stderr(nll_values)
-    summary = {
-        "num_images": int(len(images)),
+    return {
+        "num_images": int(len(nll_values)),
         "num_importance_samples": int(num_samples),
         "nll_nats": nll,
         "nll_stderr": stderr,
-        "bits_per_dim": bits_per_dim(nll, model.config),
+        "bits_per_dim": bits_per_dim(nll, config),
         "chunk_size": int(chunk_size),
         "seed": int(seed),
     }
-    return (summary, {"nll": nll_values}) if return_per_image else summary
+
+
+def _on(device):
+    return tf.device(device) if device else contextlib.nullcontext()
+
+
+def _run_on_replicas(replicas, starts, batch_values, record):
+    """Batch starts[b] on replica b mod R, one thread per replica (TensorFlow releases
+    the GIL while it computes); results are recorded in the calling thread as they come."""
+    results = queue.Queue()
+
+    def work(device, replica_model, mine):
+        try:
+            with _on(device):
+                for start in mine:
+                    results.put((start, batch_values(replica_model, start), None))
+        except BaseException as error:  # handed to the caller, which re-raises it
+            results.put((None, None, error))
+
+    threads = [threading.Thread(target=work, daemon=True,
+                                args=(device, replica_model, starts[index::len(replicas)]))
+               for index, (device, replica_model) in enumerate(replicas)]
+    for thread in threads:
+        thread.start()
+    for _ in starts:
+        start, values, error = results.get()
+        if error is not None:
+            raise error
+        record(start, values)
+    for thread in threads:
+        thread.join()
 
 
 # ----------------------------------------------------------------------- Polyak averaging

@@ -16,9 +16,13 @@ the model's image shape is (H, W, C) and its latent size D):
 |---|---|---|
 | `elbo` (= `serving_default`) | images uint8 [B,H,W,C] | elbo, recon, kl float32 [B] (nats) |
 | `log_likelihood` | images, num_samples int32 [B] | log_likelihood float32 [B] (nats) |
-| `encode` | images | mean, scale float32 [B,D] |
+| `encode` | images | mean, scale float32 [B,D] (+ mean_map, scale_map [B,h,w,c] with a latent_shape) |
 | `decompress` | images, seed int32 [B,2], temperature float32 [B] | images uint8 [B,H,W,C] |
 | `sample` | num int32 [N], seed int32 [N,2], temperature float32 [N] | images uint8 [num,H,W,C] |
+
+With two latent layers (config.latent_layers=2) `encode` also returns top_mean, top_scale
+[B, top_latent_size]: q(z2 | z1) at z1 = the mean of q(z1|x) (`vlae_tf.hierarchy.encode_layers`);
+mean/scale are q(z1|x), D = latent_size is z1's size, and `sample` draws z2 ~ p(z2), z1 ~ p(z1|z2).
 
 `serving_default` is `elbo`: what `model(images)` computes, one cheap deterministic pass.
 
@@ -178,7 +182,7 @@ def decoder_bytes_per_image(model) -> int:
     samplers' precision; the ELBO's float32 pass takes half) per pixel per output channel
     of every convolution of the PixelCNN. The measured peak memory of a float32 ELBO pass
     was 0.66-0.81 of half this (mnist_cpu, mnist_gated, mnist_paper, cifar10_cpu,
-    cifar10_paper; BUILD_NOTES, "Request limits of the SavedModel")."""
+    cifar10_gated; BUILD_NOTES, "Request limits of the SavedModel")."""
     height, width, _ = model.config.image_shape
     model.build()
     channels = sum(int(weight.shape[-1]) for weight in model.pixelcnn.weights
@@ -189,7 +193,7 @@ def decoder_bytes_per_image(model) -> int:
 def default_limits(model) -> Dict[str, int]:
     """The limits `export_saved_model` uses when not given: max_images = max_num = the
     largest power of two whose decoder pass fits in DEFAULT_REQUEST_BYTES (1 GiB) by
-    `decoder_bytes_per_image`, within [16, 1024] (mnist_cpu: 64, cifar10_paper: 16);
+    `decoder_bytes_per_image`, within [16, 1024] (mnist_cpu: 64, cifar10_gated: 16);
     max_num_samples = 4096."""
     fits = max(1, DEFAULT_REQUEST_BYTES // decoder_bytes_per_image(model))
     images = min(MAX_DEFAULT_IMAGES, max(MIN_DEFAULT_IMAGES, 1 << (fits.bit_length() - 1)))
@@ -331,7 +335,7 @@ def graph_log_likelihood(model, images, num_samples, chunk_size=None,
 
     total = tf.fill([batch], tf.constant(-math.inf, tf.float32))
     # One chunk at a time: with TensorFlow's default of 10 iterations in flight a request
-    # held up to 10 chunks' activations (cifar10_paper, 16 images, K=64: 1.06 GB; one at a
+    # held up to 10 chunks' activations (cifar10_gated, 16 images, K=64: 1.06 GB; one at a
     # time 0.03 GB, as fast), since a chunk's work does not wait for the running total.
     _, total = tf.while_loop(lambda start, _: start < num_samples, body,
                              (tf.constant(0, tf.int32), total), parallel_iterations=1)
@@ -413,7 +417,11 @@ def graph_sample(model, num, seed, temperature, method=None, generator=None):
     generator = generator or functools.partial(generate, model, method=method)
     latent_seed, pixel_seed = _split_seed(seed)
     z = None
-    if model.config.use_latent:
+    if getattr(model, "hierarchy", None) is not None:  # z2 ~ p(z2), then z1 ~ p(z1|z2)
+        from vlae_tf import hierarchy
+        z = hierarchy.sample_prior(model.hierarchy, model.prior.sample, num, latent_seed,
+                                   temperature)
+    elif model.config.use_latent:
         z = model.prior.sample(num, latent_seed, temperature)
     return generator(z, num, pixel_seed, temperature)
 
@@ -477,8 +485,18 @@ def serving_functions(model, chunk_size: Optional[int] = None, method: Optional[
 
     def encode(images):
         posterior = model.encoder(inputs.scale(model.config, images_input(images)))
-        return {"mean": tf.identity(posterior[0], name="mean"),
-                "scale": tf.identity(posterior[1], name="scale")}
+        outputs = {"mean": tf.identity(posterior[0], name="mean"),
+                   "scale": tf.identity(posterior[1], name="scale")}
+        if config.latent_shape is not None:  # the same numbers as [B, h, w, c] maps
+            maps_shape = [-1, *config.latent_shape]
+            outputs["mean_map"] = tf.reshape(posterior[0], maps_shape, name="mean_map")
+            outputs["scale_map"] = tf.reshape(posterior[1], maps_shape, name="scale_map")
+        if getattr(model, "hierarchy", None) is not None:
+            # Two layers: q(z2 | z1) at z1 = the mean of q(z1|x) (hierarchy.encode_layers).
+            top_mean, top_scale = model.hierarchy.posterior(posterior[0])
+            outputs["top_mean"] = tf.identity(top_mean, name="top_mean")
+            outputs["top_scale"] = tf.identity(top_scale, name="top_scale")
+        return outputs
 
     def decompress(images, seed, temperature):
         images = images_input(images)
@@ -571,6 +589,12 @@ def signature_table(model) -> dict:
                               "temperature": ["float32", [None]]},
                    "outputs": {"images": image}},
     }
+    if model.config.latent_shape is not None:
+        latent_map = ["float32", [None, *model.config.latent_shape]]
+        table["encode"]["outputs"].update(mean_map=latent_map, scale_map=latent_map)
+    if getattr(model, "hierarchy", None) is not None:
+        top = ["float32", [None, model.config.top_latent_size]]
+        table["encode"]["outputs"].update(top_mean=top, top_scale=top)
     if not model.config.use_latent:
         del table["encode"], table["decompress"]
     return table

@@ -43,6 +43,14 @@ def pixel_seed(seed, index):
     return tf.random.experimental.stateless_fold_in(seed, index, alg="philox")
 
 
+def subpixel_seed(seed, index, channel):
+    """The seed of sub-pixel `channel` of pixel `index` (raster order), for decoders that
+    are sampled sub-pixel by sub-pixel (`CHANNEL_AUTOREGRESSIVE` families, e.g.
+    "pixelcnnpp"): the pixel's seed, folded with the channel."""
+    return tf.random.experimental.stateless_fold_in(pixel_seed(seed, index), channel,
+                                                    alg="philox")
+
+
 def pixel_loop(model, z_map, num, seed, temperature,
                incremental: Optional[IncrementalDecoder] = None,
                record_params: bool = False, exact: Optional[bool] = None):
@@ -54,6 +62,9 @@ def pixel_loop(model, z_map, num, seed, temperature,
     the random numbers. Traceable with and without autograph, and under XLA.
 
     incremental: the family's incremental decoder (default: `decoders.incremental(model)`).
+      A step with `draws_subpixels` (channel-autoregressive, "pixelcnnpp") draws the pixel
+      itself, sub-pixel by sub-pixel with `subpixel_seed` (`pixel_draw`), as the naive
+      sampler does.
     record_params: also return the float64 parameters used for every pixel [B, H, W, P]
       (tests: they must match a full decoder pass over the returned image).
     exact: ignored (kept for callers of an earlier version): every call draws the naive
@@ -75,9 +86,15 @@ def pixel_loop(model, z_map, num, seed, temperature,
         def column_body(col, pixel_state, values_out, visible_out, params_out):
             column = None if row_columns is None else tf.nest.map_structure(
                 lambda tensor: tf.gather(tensor, col), row_columns)
-            params, pixel_state = step.pixel(weights, pixel_state, column)
-            draw = likelihood.sample(params[:, None, None, :],
-                                     pixel_seed(seed, row * width + col), temperature)
+            if getattr(step, "draws_subpixels", False):  # channel-autoregressive family
+                index = row * width + col
+                draw, params, pixel_state = step.pixel_draw(
+                    weights, pixel_state, column, likelihood, temperature,
+                    lambda channel: subpixel_seed(seed, index, channel))
+            else:
+                params, pixel_state = step.pixel(weights, pixel_state, column)
+                draw = likelihood.sample(params[:, None, None, :],
+                                         pixel_seed(seed, row * width + col), temperature)
             visible = step.visible(as_decoder_input(scale_values(model, draw)))[:, 0, 0]
             pixel_state = step.after_pixel(weights, pixel_state, visible, column, col)
             if record_params:

@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from vlae_tf.nn.latent_pixelcnn import (LatentPixelCNN, validate_kernel_size,
+                                        validate_latent_shape)
 from vlae_tf.nn.layers import CheckpointListsMixin
 from vlae_tf.nn.made import (MADE, validate_hidden_units, validate_non_negative_int,
                              validate_positive_int)
@@ -44,9 +46,13 @@ def bounded_log_scale(raw):
     return LOG_SCALE_BOUND * tf.tanh(raw / LOG_SCALE_BOUND)
 
 
-def make_maf_bijector(made: MADE, mean_only: bool, name: str | None = None
+def make_maf_bijector(made: "MADE | LatentPixelCNN", mean_only: bool, name: str | None = None
                       ) -> tfb.MaskedAutoregressiveFlow:
     """One MAF step ``y = x * exp(log_scale(y)) + shift(y)`` driven by ``made``.
+
+    ``made`` is any autoregressive network with the MADE's interface ``[..., D] ->
+    [..., D, P]`` (``num_outputs_per_dim``, ``context_size``): a ``MADE`` or a
+    ``vlae_tf.nn.latent_pixelcnn.LatentPixelCNN``.
 
     ``shift_d`` and ``log_scale_d`` depend on ``y_{<d}`` only (the MADE's
     autoregressive property), so:
@@ -133,12 +139,27 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
     Affine steps (``mean_only=False``) bound the MADE's log-scale softly to
     (-5, 5) (``bounded_log_scale``) so that ``exp(-log_scale)`` cannot overflow.
 
+    The network of each step is a dense MADE (``network="made"``) or, for a spatial
+    latent, a PixelCNN on the ``latent_shape`` map (``network="pixelcnn"``,
+    ``vlae_tf.nn.latent_pixelcnn.LatentPixelCNN``; paper, CIFAR-10: 6 steps, 2 hidden
+    layers of 128 feature maps on the 8x8x16 latent). Both map the flat z ``[..., D]`` to
+    ``[..., D, P]``, autoregressive in z's flat (raster) order, so the chain, the reversal,
+    ``log_prob`` and ``sample`` are one code path. ``tf.reverse`` of the flat vector
+    reverses the position and the channel order at once: the next step's PixelCNN reads the
+    reversed vector in raster order, i.e. the map turned by 180 degrees with its channels
+    reversed, so its autoregressive order is the reverse of the previous step's.
+
     Args:
       latent_size: D.
       num_steps: K, number of MAF steps.
-      hidden_units: MADE hidden layer sizes.
+      hidden_units: the network's hidden layer sizes (PixelCNN: feature maps per layer).
       mean_only: volume-preserving steps (``log_scale = 0``) if True, affine if False.
-      activation: MADE hidden activation.
+      activation: hidden activation; None: the paper's, ReLU for the MADE (binary
+        prior), ELU for the PixelCNN.
+      weight_norm: weight-normalised network layers.
+      network: "made" | "pixelcnn".
+      latent_shape: ``(h, w, c)`` with ``h * w * c = D`` (required for "pixelcnn").
+      kernel_size: the PixelCNN's (odd, >= 3) kernel size.
 
     Methods:
       log_prob(z): ``[..., D] -> [...]``.
@@ -147,12 +168,17 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
       call(z): same as log_prob(z).
 
     Variables are created in the constructor (all shapes are known), so a model
-    that owns this layer lists every MADE variable in ``trainable_weights``
-    even if it only ever calls ``log_prob`` / ``sample``.
+    that owns this layer lists every network variable in ``trainable_weights``
+    even if it only ever calls ``log_prob`` / ``sample``. The networks are the list
+    ``mades`` (``made_0``, ...; the attribute weight files know) or ``pixelcnns``
+    (``pixelcnn_0``, ...); ``networks`` is whichever is in use.
     """
 
+    NETWORKS = ("made", "pixelcnn")
+
     def __init__(self, latent_size, num_steps=4, hidden_units=(640,), mean_only=True,
-                 activation="relu", weight_norm=False, **kwargs):
+                 activation=None, weight_norm=False, network="made", latent_shape=None,
+                 kernel_size=3, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.weight_norm = bool(weight_norm)
@@ -162,20 +188,49 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
         if not isinstance(mean_only, (bool, np.bool_)):
             raise ValueError(f"`mean_only` must be a bool, got {mean_only!r}.")
         self.mean_only = bool(mean_only)
+        if network not in self.NETWORKS:
+            raise ValueError(f"`network` must be one of {self.NETWORKS}, got {network!r}.")
+        self.network = network
+        self.latent_shape = (None if latent_shape is None else
+                             validate_latent_shape("latent_shape", latent_shape,
+                                                   self.latent_size))
+        if network == "pixelcnn" and self.latent_shape is None:
+            raise ValueError("`latent_shape` must be (height, width, channels) with "
+                             "height * width * channels == latent_size for "
+                             "network='pixelcnn', got None.")
+        self.kernel_size = validate_kernel_size("kernel_size", kernel_size)
+        if activation is None:  # the paper's: ReLU MADE (binary), ELU everywhere else
+            activation = "relu" if network == "made" else "elu"
         # Normalised so get_config() is serialisable even for callables.
         self.activation = keras.activations.serialize(keras.activations.get(activation))
-        self.mades = [
-            MADE(self.latent_size, self.hidden_units,
-                 num_outputs_per_dim=1 if self.mean_only else 2,
-                 activation=activation, weight_norm=self.weight_norm, name=f"made_{step}",
-                 dtype=self.dtype_policy)
-            for step in range(self.num_steps)
-        ]
+        num_outputs_per_dim = 1 if self.mean_only else 2
+        if network == "made":
+            self.mades = [
+                MADE(self.latent_size, self.hidden_units,
+                     num_outputs_per_dim=num_outputs_per_dim,
+                     activation=activation, weight_norm=self.weight_norm, name=f"made_{step}",
+                     dtype=self.dtype_policy)
+                for step in range(self.num_steps)
+            ]
+        else:
+            self.pixelcnns = [
+                LatentPixelCNN(self.latent_shape, self.hidden_units,
+                               num_outputs_per_dim=num_outputs_per_dim,
+                               kernel_size=self.kernel_size, activation=activation,
+                               weight_norm=self.weight_norm, name=f"pixelcnn_{step}",
+                               dtype=self.dtype_policy)
+                for step in range(self.num_steps)
+            ]
         self.build()
 
+    @property
+    def networks(self) -> list:
+        """The step networks, step 0 first (``mades`` or ``pixelcnns``)."""
+        return self.mades if self.network == "made" else self.pixelcnns
+
     def build(self, input_shape=None):
-        for made in self.mades:
-            made.build((None, self.latent_size))
+        for network in self.networks:
+            network.build((None, self.latent_size))
 
     @property
     def bijector(self) -> tfb.Bijector:
@@ -187,11 +242,11 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
         reverse = tfb.Permute(permutation=np.arange(self.latent_size)[::-1].copy(),
                               name="reverse")
         steps_in_application_order = []
-        for step, made in enumerate(self.mades):
+        for step, network in enumerate(self.networks):
             if step > 0:
                 steps_in_application_order.append(reverse)
             steps_in_application_order.append(
-                make_maf_bijector(made, self.mean_only, name=f"maf_{step}"))
+                make_maf_bijector(network, self.mean_only, name=f"maf_{step}"))
         # tfb.Chain applies its list right to left in the forward direction.
         return tfb.Chain(steps_in_application_order[::-1], name="af_prior_flow")
 
@@ -220,7 +275,7 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
         check_last_dim(self.name, "z", x, self.latent_size)
         log_det = tf.zeros(tf.shape(x)[:-1], tf.float32)
         for step in reversed(range(self.num_steps)):
-            params = self.mades[step](x)  # one parallel pass, [..., D, P]
+            params = self.networks[step](x)  # one parallel pass, [..., D, P]
             if self.mean_only:
                 x = x - params[..., 0]
             else:
@@ -255,7 +310,10 @@ class AutoregressiveFlowPrior(CheckpointListsMixin, LatentDensity):
         config = super().get_config()
         config.update(latent_size=self.latent_size, num_steps=self.num_steps,
                       hidden_units=list(self.hidden_units), mean_only=self.mean_only,
-                      activation=self.activation, weight_norm=self.weight_norm)
+                      activation=self.activation, weight_norm=self.weight_norm,
+                      network=self.network,
+                      latent_shape=None if self.latent_shape is None else list(self.latent_shape),
+                      kernel_size=self.kernel_size)
         return config
 
 

@@ -232,25 +232,65 @@ class DiscretizedLogisticMixture:
     Parameter layout of the last axis (K = num_mixtures, C = channels):
     ``[logits (K) | means (C*K) | log_scales (C*K) | coupling (C(C-1)/2 * K)]``, each block
     channel-major ([c, k] -> c * K + k). P = K (1 + 2C + C(C-1)/2): 3K for C=1, 10K for C=3.
+
+    ``coupled=False`` (the channel-autoregressive decoder, `vlae_tf.decoders.pixelcnnpp`):
+    every sub-pixel has its own mixture, with its own component weights and no coupling,
+
+        p(x) = prod_c sum_k pi_{c,k} P(x_c | m_{c,k}, s_{c,k}),
+
+    since there the dependence of channel c on channels < c of the same pixel is in the
+    network's parameters for c. Layout: one block of 3K per channel,
+    ``[c=0: logits (K) | means (K) | log_scales (K) | c=1: ... ]``, P = 3K C; each block is a
+    1-channel mixture (the same layout as ``coupled=True`` with C = 1), see `channel_params`.
     """
 
     name = "logistic_mixture"
     max_value = 255
     min_log_scale = -7.0  # as in PixelCNN++: keeps 1/s finite and gradients bounded
 
-    def __init__(self, num_mixtures: int = 10):
+    def __init__(self, num_mixtures: int = 10, coupled: bool = True):
         self.num_mixtures = _check_positive_int(num_mixtures, "num_mixtures")
+        if not isinstance(coupled, bool):
+            raise ValueError(f"coupled: expected True or False; got {coupled!r}")
+        self.coupled = coupled
 
     def __repr__(self):
-        return f"DiscretizedLogisticMixture(num_mixtures={self.num_mixtures})"
+        return (f"DiscretizedLogisticMixture(num_mixtures={self.num_mixtures}, "
+                f"coupled={self.coupled})")
 
     def num_params(self, channels: int) -> int:
-        """K * (1 + 2C + C(C-1)/2): logits, means, log-scales, coupling coefficients."""
+        """K * (1 + 2C + C(C-1)/2): logits, means, log-scales, coupling coefficients;
+        3K C without coupling (a mixture per channel)."""
         channels = _check_positive_int(channels, "channels")
+        if not self.coupled:
+            return 3 * self.num_mixtures * channels
         return self.num_mixtures * (1 + 2 * channels + channels * (channels - 1) // 2)
+
+    def channel_params(self, params, channel):
+        """``coupled=False``: the parameters [..., 3K] of sub-pixel `channel` (an int or a
+        scalar tensor), a 1-channel mixture for `log_prob` / `sample`."""
+        if self.coupled:
+            raise ValueError("channel_params: only for coupled=False (with coupling, a "
+                             "channel's mean depends on the other channels' values)")
+        # A gather, not a slice: the last dimension stays static (3K) for a tensor channel.
+        return tf.gather(self._per_channel(params), channel, axis=-2)
+
+    def _per_channel(self, params):
+        """``coupled=False``: params [..., 3K C] -> [..., C, 3K], one 1-channel mixture each."""
+        params = tf.convert_to_tensor(params)
+        size = 3 * self.num_mixtures
+        if params.shape[-1] is None or params.shape[-1] % size:
+            raise ValueError(
+                f"params last dimension: expected a multiple of 3 * num_mixtures = {size} "
+                f"(coupled=False), got {params.shape[-1]} (params shape {params.shape})")
+        channels = params.shape[-1] // size
+        return tf.reshape(params, tf.concat([tf.shape(params)[:-1], [channels, size]], 0))
 
     def _channels_from_params(self, params):
         num_params = params.shape[-1]
+        if not self.coupled:
+            return self._per_channel(params).shape[-2] if num_params is None \
+                else num_params // (3 * self.num_mixtures)
         if num_params is None:
             raise ValueError(f"params must have a static last dimension, got {params.shape}")
         channels = 1
@@ -327,7 +367,17 @@ class DiscretizedLogisticMixture:
         """``log p(x)`` in nats per pixel (all channels jointly): ``[B, H, W]`` float32.
 
         ``log p(x) = logsumexp_k [log_softmax(logits)_k + sum_c log P(x_c | mu_{k,c}, s_{k,c})]``
+        (``coupled=False``: the sum over c of each channel's own 1-channel mixture).
         """
+        if not self.coupled:
+            x = tf.cast(x, tf.float32)
+            channels = _static_channels(x)
+            _check_param_count(params, self.num_params(channels), channels)
+            per_channel = self._per_channel(params)
+            log_probs, logits = self._channel_component_log_probs(per_channel, x[..., None])
+            return tf.reduce_sum(tf.reduce_logsumexp(
+                tf.nn.log_softmax(logits, axis=-1) + tf.reduce_sum(log_probs, axis=-2),
+                axis=-1), axis=-1)
         log_probs, logits = self._channel_component_log_probs(params, x)
         return tf.reduce_logsumexp(
             tf.nn.log_softmax(logits, axis=-1) + tf.reduce_sum(log_probs, axis=-2), axis=-1)
@@ -341,12 +391,22 @@ class DiscretizedLogisticMixture:
         log_prob), quantized to the nearest bin and clipped to [0, 255]. Rounding a continuous
         logistic draw to the nearest bin (edges absorbing the tails) is an exact draw from the
         discretized logistic. T = 1 samples the model exactly.
+
+        ``coupled=False``: every channel draws its own component and value, independently
+        (the network has already conditioned channel c's params on channels < c; a
+        sub-pixel sampler passes one channel's `channel_params` at a time).
         """
+        if not self.coupled:
+            per_channel = self._per_channel(params)
+            draws = self._sample(per_channel, seed, temperature, channels=1)  # [..., C, 1]
+            return draws[..., 0]
+        params = tf.convert_to_tensor(params)
+        return self._sample(params, seed, temperature, self._channels_from_params(params))
+
+    def _sample(self, params, seed, temperature, channels):
         dtype = _SAMPLE_DTYPE
         temperature = tf.cast(_check_temperature(temperature), dtype)
         seed = _as_seed(seed)
-        params = tf.convert_to_tensor(params)
-        channels = self._channels_from_params(params)
         logits, means, log_scales, coupling = self._split_params(params, channels, dtype)
         component_seed, noise_seed = tf.unstack(_split_seed(seed, 2))
 

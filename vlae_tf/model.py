@@ -25,11 +25,13 @@ import tensorflow as tf
 from vlae_tf import decoder as decoder_lib
 from vlae_tf import encoder as encoder_lib
 from vlae_tf import estimators
+from vlae_tf import hierarchy as hierarchy_lib
 from vlae_tf import inputs
 from vlae_tf import likelihoods
 from vlae_tf import objectives
 from vlae_tf import priors
 from vlae_tf import sampling
+from vlae_tf import spatial
 from vlae_tf.callbacks import NonFiniteGuard
 from vlae_tf.config import VLAEConfig
 from vlae_tf.nn import layers as nn
@@ -61,7 +63,7 @@ class VLAE(keras.Model):
         likelihood_kwargs = decoder_lib.likelihood_kwargs(config)
         self.likelihood = likelihoods.get(config.likelihood, **likelihood_kwargs)
         self.pixelcnn = decoder_lib.build_pixelcnn(config)
-        self.encoder = self.latent_map = self.prior = self.iaf = None
+        self.encoder = self.latent_map = self.prior = self.iaf = self.hierarchy = None
         if config.use_latent:
             self.encoder = encoder_lib.build_encoder(config)
             self.latent_map = decoder_lib.build_latent_map(config)
@@ -70,7 +72,10 @@ class VLAE(keras.Model):
                 prior_kwargs = dict(num_steps=config.prior_steps,
                                     hidden_units=config.prior_hidden,
                                     mean_only=config.prior_mean_only,
-                                    weight_norm=config.prior_weight_norm)
+                                    weight_norm=config.prior_weight_norm,
+                                    network=config.prior_network,
+                                    latent_shape=config.latent_shape,
+                                    kernel_size=config.prior_kernel_size)
             elif config.prior == "mog":
                 prior_kwargs = dict(num_components=config.prior_components)
             elif config.prior == "vamp":
@@ -80,7 +85,11 @@ class VLAE(keras.Model):
                                     image_shape=config.image_shape,
                                     posterior_fn=lambda pseudo_inputs: self.encoder(
                                         pseudo_inputs)[:2])
-            self.prior = priors.get_prior(config.prior, config.latent_size, **prior_kwargs)
+            # With two latent layers the prior is p(z2), over the top layer.
+            prior_size = config.top_latent_size if config.latent_layers == 2 \
+                else config.latent_size
+            self.prior = priors.get_prior(config.prior, prior_size, **prior_kwargs)
+            self.hierarchy = hierarchy_lib.build(config)  # None unless latent_layers=2
             if config.iaf_steps > 0:
                 from vlae_tf.flows import IAFPosterior
                 self.iaf = IAFPosterior(config.latent_size, num_steps=config.iaf_steps,
@@ -100,6 +109,10 @@ class VLAE(keras.Model):
         self.recon_tracker = keras.metrics.Mean(name="recon_nats")
         self.kl_tracker = keras.metrics.Mean(name="kl_nats")
         self.bpd_tracker = keras.metrics.Mean(name="bits_per_dim")
+        # Per-layer KL terms of a two-layer model (the one-layer metrics are unchanged).
+        self.layer_kl_trackers = [keras.metrics.Mean(name=f"kl_z{layer + 1}_nats")
+                                  for layer in range(config.latent_layers)] \
+            if self.hierarchy is not None else []
         self._sample_function = None
         self.build((None,) + tuple(config.image_shape))
 
@@ -177,7 +190,7 @@ class VLAE(keras.Model):
     @property
     def metrics(self):
         return [self.loss_tracker, self.elbo_tracker, self.recon_tracker, self.kl_tracker,
-                self.bpd_tracker]
+                self.bpd_tracker] + list(self.layer_kl_trackers)
 
     def call(self, images, training=False):
         """Per-image ELBO terms {"elbo", "recon", "kl"} (nats) with the default seed."""
@@ -220,9 +233,9 @@ class VLAE(keras.Model):
         self.optimizer.apply(gradients, self.trainable_weights)
         self._count_nonfinite(loss)
         if self.config.free_bits_mode == "soft" and self.config.use_latent:
-            target = self.config.free_bits * self.config.free_bits_groups
+            target = self.config.free_bits * self.num_kl_groups
             if self.config.free_bits_anneal_steps > 0:  # lambda_total follows the schedule
-                target = self.free_bits_lambda(step) * self.config.free_bits_groups
+                target = self.free_bits_lambda(step) * self.num_kl_groups
             # The rule reads the global batch's KL: the variable keeps replica 0's value
             # (only_first_replica), which must not be replica 0's local share.
             mean_kl = objectives.global_batch_mean(tf.stop_gradient(terms["kl"]))
@@ -297,9 +310,25 @@ class VLAE(keras.Model):
         samples = self.config.num_train_samples
         per_sample = local_batch // samples
         noise = tf.random.stateless_normal(
-            [samples, replicas * per_sample, self.config.latent_size], seed)
+            [samples, replicas * per_sample, self.noise_size], seed)
         noise = noise[:, replica_id * per_sample:(replica_id + 1) * per_sample]
-        return tf.reshape(noise, [local_batch, self.config.latent_size])
+        return tf.reshape(noise, [local_batch, self.noise_size])
+
+    @property
+    def noise_size(self) -> int:
+        """N(0, 1) values per image of one posterior draw: latent_size, plus
+        top_latent_size with two latent layers (one flat vector [eps1, eps2]). Training,
+        `elbo` and the importance sampler all draw noise of this size."""
+        if self.hierarchy is not None:
+            return self.config.latent_size + self.config.top_latent_size
+        return self.config.latent_size
+
+    @property
+    def num_kl_groups(self) -> int:
+        """Columns of the `kl_per_group` term: free-bits groups, or one per latent layer."""
+        if self.hierarchy is not None:
+            return self.config.latent_layers
+        return self.config.free_bits_groups
 
     def _count_nonfinite(self, loss):
         """Counts non-finite losses (all replicas agree: the flag is all-reduced)."""
@@ -323,6 +352,8 @@ class VLAE(keras.Model):
         self.recon_tracker.update_state(terms["recon"])
         self.kl_tracker.update_state(terms["kl"])
         self.bpd_tracker.update_state(-terms["elbo"] / (self.config.num_dims * math.log(2.0)))
+        for layer, tracker in enumerate(self.layer_kl_trackers):
+            tracker.update_state(terms["kl_per_group"][:, layer])
         return {metric.name: metric.result() for metric in self.metrics}
 
     # -------------------------------------------------------------------- weight norm init
@@ -355,10 +386,33 @@ class VLAE(keras.Model):
         """z = mean + scale * eps (+ IAF); returns z, log q(z|x) [B] and per-dim terms."""
         return inputs.posterior_sample(posterior, eps, self.iaf)
 
+    def _posterior_noise(self, posterior, seed):
+        """N(0, I) [B, noise_size] from `seed`: the draw of `elbo` and of importance
+        sample 0 (`estimators.sample_noise`)."""
+        return tf.random.stateless_normal(
+            tf.stack([tf.shape(posterior[0])[0], self.noise_size]), seed)
+
+    def _latent_log_densities(self, posterior, eps):
+        """The decoder's z, log q(z|x), log p(z) [B] and the per-group KL [B, G] at noise
+        `eps` [B, noise_size]: z = z1 and the densities of (z1, z2) with two layers.
+
+        One layer: z ~ q(z|x) (+ IAF), log p(z) the prior's; kl_per_group is the total
+        KL (free-bits groups are `_elbo_terms`' business)."""
+        if self.hierarchy is None:
+            z, log_q, _ = self._posterior_sample(posterior, eps)
+            log_p = self.prior.log_prob(z)
+            return z, log_q, log_p, (log_q - log_p)[:, None]
+        latent_size = self.config.latent_size
+        z1, log_q1, _ = self._posterior_sample(posterior, eps[:, :latent_size])
+        _, log_q, log_p, kl_per_layer = hierarchy_lib.latent_terms(
+            self.hierarchy, self.prior, z1, log_q1, eps[:, latent_size:])
+        return z1, log_q, log_p, kl_per_layer
+
     def _elbo_terms(self, images, seed, training=False, validate=True, noise=None):
         """Per-image terms: elbo, recon (= -log p(x|z)), kl (= log q - log p), kl_per_group.
 
-        `noise` (N(0, I), [B, latent_size]) overrides the draw from `seed`."""
+        `noise` (N(0, I), [B, noise_size]) overrides the draw from `seed`. Two latent
+        layers: kl = KL1 + KL2 and kl_per_group = [KL1, KL2] (`vlae_tf.hierarchy`)."""
         values = tf.cast(images, tf.float32)
         scaled = self._scale(values)
         if not self.config.use_latent:
@@ -367,22 +421,31 @@ class VLAE(keras.Model):
             zeros = tf.zeros_like(recon)
             return {"elbo": -recon, "recon": recon, "kl": zeros, "kl_per_group": zeros[:, None]}
         posterior = self.encoder(scaled, training=training)
-        eps = tf.random.stateless_normal(tf.shape(posterior[0]), seed) if noise is None \
-            else noise
-        z, log_q, log_q_dims = self._posterior_sample(posterior, eps)
-        kl = log_q - self.prior.log_prob(z)
-        if self.config.free_bits_groups > 1:  # factorised q and p (validated in the config)
-            kl_dims = log_q_dims + 0.5 * tf.square(z) + HALF_LOG_TWO_PI
-            groups = np.array_split(np.arange(self.config.latent_size),
-                                    self.config.free_bits_groups)
-            kl_per_group = tf.stack(
-                [tf.reduce_sum(tf.gather(kl_dims, group, axis=-1), axis=-1) for group in groups],
-                axis=-1)
+        if self.hierarchy is not None:
+            eps = self._posterior_noise(posterior, seed) if noise is None else noise
+            z, _, _, kl_per_group = self._latent_log_densities(posterior, eps)
+            kl = tf.reduce_sum(kl_per_group, axis=-1)
         else:
-            kl_per_group = kl[:, None]
+            eps = tf.random.stateless_normal(tf.shape(posterior[0]), seed) if noise is None \
+                else noise
+            z, kl, kl_per_group = self._one_layer_kl(posterior, eps)
         params = self.pixelcnn([scaled, self.latent_map(z, training=training)], training=training)
         recon = -tf.reduce_sum(self.likelihood.log_prob(params, values), axis=[1, 2])
         return {"elbo": -(recon + kl), "recon": recon, "kl": kl, "kl_per_group": kl_per_group}
+
+    def _one_layer_kl(self, posterior, eps):
+        """z ~ q(z|x) at noise eps, its KL log q(z|x) - log p(z) [B] and the KL per
+        free-bits group [B, G] (groups need a factorised q and p: validated in the config)."""
+        z, log_q, log_q_dims = self._posterior_sample(posterior, eps)
+        kl = log_q - self.prior.log_prob(z)
+        if self.config.free_bits_groups == 1:
+            return z, kl, kl[:, None]
+        kl_dims = log_q_dims + 0.5 * tf.square(z) + HALF_LOG_TWO_PI
+        groups = spatial.free_bits_group_indices(self.config)  # contiguous or per map
+        kl_per_group = tf.stack(
+            [tf.reduce_sum(tf.gather(kl_dims, group, axis=-1), axis=-1) for group in groups],
+            axis=-1)
+        return z, kl, kl_per_group
 
     # ------------------------------------------------------------------------ public API
     def elbo(self, images, seed=None):
@@ -392,13 +455,27 @@ class VLAE(keras.Model):
         return {key: terms[key] for key in ("elbo", "recon", "kl")}
 
     def encode(self, images):
-        """Posterior q(z|x) base Gaussian: (mean, scale), each [B, latent_size]."""
+        """Posterior q(z|x) base Gaussian: (mean, scale), each [B, latent_size] (with a
+        latent_shape flat in raster order; `vlae_tf.spatial.to_map` gives [B, h, w, c])."""
         self._require_latent("encode")
         posterior = self.encoder(self._scale(self._check_images(images)))
         return posterior[0], posterior[1]
 
+    def encode_layers(self, images):
+        """Both layers' Gaussians of a two-layer model (config.latent_layers=2): {"mean",
+        "scale"} [B, latent_size] of q(z1|x) (= `encode`) and {"top_mean", "top_scale"}
+        [B, top_latent_size] of q(z2 | z1) at z1 = the mean of q(z1|x)
+        (`vlae_tf.hierarchy.encode_layers`). One layer: {"mean", "scale"} only."""
+        self._require_latent("encode_layers")
+        scaled = self._scale(self._check_images(images))
+        if self.hierarchy is None:
+            posterior = self.encoder(scaled)
+            return {"mean": posterior[0], "scale": posterior[1]}
+        return hierarchy_lib.encode_layers(self, scaled)
+
     def posterior(self, images):
-        """q(z|x) as a TFP distribution: batch [B], event [latent_size].
+        """q(z|x) as a TFP distribution: batch [B], event [latent_size] (two latent layers:
+        q(z1|x), the bottom layer).
 
         N(mean, diag(scale^2)) from the encoder, pushed through the IAF's bijector chain
         conditioned on the encoder's context when config.iaf_steps > 0
@@ -429,16 +506,19 @@ class VLAE(keras.Model):
                              "latent code; got None")
         return self.pixelcnn([scaled, self.latent_map(tf.cast(z, tf.float32))])
 
-    def importance_log_likelihood(self, images, num_samples, chunk_size=None, seed=None):
+    def importance_log_likelihood(self, images, num_samples, chunk_size=None, seed=None,
+                                  memory_budget_gb=None):
         """Importance-sampled log p(x) in nats per image (Burda et al. 2016):
 
             log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K,
 
         z_k ~ q(z|x), K = num_samples, evaluated `chunk_size` samples at a time with a
-        running logsumexp so memory stays bounded (paper: K=4096 binary, 512 CIFAR).
+        running logsumexp so memory stays bounded (paper: K=4096 binary, 512 CIFAR);
+        chunk_size None: chosen from `memory_budget_gb` (estimators.budget_chunk_size).
         """
         return estimators.importance_log_likelihood(
-            self, images, num_samples, chunk_size=chunk_size, seed=seed)
+            self, images, num_samples, chunk_size=chunk_size, seed=seed,
+            memory_budget_gb=memory_budget_gb)
 
     def sample(self, num, seed=None, temperature=1.0, method="cached"):
         """`num` images from the model: z from the prior, then x pixel by pixel (uint8)."""

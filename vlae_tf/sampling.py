@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import tensorflow as tf
 
@@ -67,7 +68,12 @@ def naive_pixel_loop(model, z_map, num, seed, temperature, num_pixels=None):
     `latent_map64` for images bit-identical to the cached sampler's) or None.
     `num_pixels` (benchmarks): stop after the first num_pixels pixels in raster order
     (the rest stay 0); every step costs the same full pass.
+
+    A channel-autoregressive decoder (`decoders.channel_autoregressive`, "pixelcnnpp") is
+    sampled sub-pixel by sub-pixel instead (`naive_subpixel_loop`).
     """
+    if decoders.channel_autoregressive(model.config):
+        return naive_subpixel_loop(model, z_map, num, seed, temperature, num_pixels)
     height, width, channels = model.config.image_shape
     num_pixels = height * width if num_pixels is None else num_pixels
     pixel_ids = tf.reshape(tf.range(height * width), [1, height, width, 1])
@@ -91,6 +97,54 @@ def naive_pixel_loop(model, z_map, num, seed, temperature, num_pixels=None):
     return values
 
 
+def naive_subpixel_loop(model, z_map, num, seed, temperature, num_pixels=None):
+    """x sub-pixel by sub-pixel, one full decoder pass per sub-pixel (H*W*C passes): the
+    naive sampler of a channel-autoregressive decoder, whose parameters for channel c of a
+    pixel depend on the pixel's channels < c (R, then a pass for G given R, then B).
+
+    Sub-pixel (i, c) is drawn by `likelihood.sample(likelihood.channel_params(params_i, c),
+    fast_sampling.subpixel_seed(seed, i, c), temperature)` (a 1-channel mixture; the
+    likelihood has coupled=False). Arguments as `naive_pixel_loop`.
+    """
+    height, width, channels = model.config.image_shape
+    num_pixels = height * width if num_pixels is None else num_pixels
+    subpixel_ids = tf.reshape(tf.range(height * width * channels),
+                              [1, height, width, channels])
+    batch = num if z_map is None else tf.shape(z_map)[0]
+    z_map = None if z_map is None else fast_sampling.as_decoder_input(z_map)
+
+    def body(step, values):
+        scaled = fast_sampling.as_decoder_input(fast_sampling.scale_values(model, values))
+        with fast_sampling.float64_compute(model.pixelcnn):
+            params = model.pixelcnn(scaled if z_map is None else [scaled, z_map])
+        index, channel = step // channels, step % channels
+        row, col = index // width, index % width
+        channel_params = model.likelihood.channel_params(
+            params[:, row:row + 1, col:col + 1, :], channel)
+        draw = model.likelihood.sample(channel_params,
+                                       fast_sampling.subpixel_seed(seed, index, channel),
+                                       temperature)  # [B, 1, 1, 1]
+        is_current = tf.cast(tf.equal(subpixel_ids, step), values.dtype)
+        return step + 1, values * (1.0 - is_current) + draw * is_current
+
+    values = tf.zeros([batch, height, width, channels], tf.float32)
+    _, values = tf.while_loop(lambda step, _: step < num_pixels * channels, body,
+                              (tf.constant(0), values))
+    return values
+
+
+def resolve_method(model, method):
+    """`method`, except that "cached" for a decoder family without a cached step
+    (`decoders.has_cached_sampler`; "pixelcnnpp") becomes "naive", with a warning: the
+    default `model.sample()` then still works, on the reference sampler."""
+    _check_method(method)
+    if method == "cached" and not decoders.has_cached_sampler(model.config):
+        warnings.warn(f"sampling: decoder={model.config.decoder!r} has no cached sampler; "
+                      f"using method='naive' (one decoder pass per sub-pixel)", stacklevel=3)
+        return "naive"
+    return method
+
+
 def generate_values(model, z, num, seed, temperature, method=DEFAULT_METHOD,
                     incremental=None):
     """Pure-tensor core of `sample` / `decompress`: latents -> float32 pixel values.
@@ -110,8 +164,8 @@ def generate_values(model, z, num, seed, temperature, method=DEFAULT_METHOD,
 # XLA removes the per-op overhead that dominates the cached sampler's many small steps,
 # but on CPU its float64 matrix products are slower than the plain kernels' once they are
 # big. Measured on 2 cores (batch * filters^2): XLA ~10x faster at 144 (mnist_paper, B=1)
-# and 1.4x at 14k (mnist_paper, B=100), 3x faster at 4k (cifar10_paper, B=1), 2x slower at
-# 65k (cifar10_paper, B=16).
+# and 1.4x at 14k (mnist_paper, B=100), 3x faster at 4k (cifar10_gated, B=1), 2x slower at
+# 65k (cifar10_gated, B=16).
 AUTO_JIT_MAX_WORK = 2 ** 15
 
 
@@ -141,6 +195,13 @@ def _resolve_jit(model, method, batch, jit_compile):
         if jit_compile:
             raise ValueError("jit_compile: the naive sampler (the reference) runs without XLA")
         return False
+    if not getattr(decoders.family(model.config), "XLA_SAMPLER", True):
+        # e.g. "pixelcnnpp": its sub-pixel draws do not compile with XLA (a random op's
+        # shape is not a compile-time constant there); the plain kernels give its images.
+        if jit_compile:
+            raise ValueError(f"jit_compile: decoder={model.config.decoder!r}'s cached "
+                             f"sampler runs without XLA; got {jit_compile!r}")
+        return False
     if jit_compile is None:
         return auto_jit_compile(model, batch)
     return bool(jit_compile)
@@ -154,7 +215,8 @@ def prior_sampler(model):
     (XLA's stateless_normal gives other numbers for the same seed); the AF prior's flow f,
     sequential over z's dimensions (D MADE passes per MAF step), runs XLA-compiled, ~15x
     faster than its graph loop on CPU. z equals the eager `prior.sample` to float32
-    rounding (tests/test_sampling.py).
+    rounding (tests/test_sampling.py). Two latent layers: z = z1 ~ p(z1|z2) of z2 drawn
+    by that sampler (`vlae_tf.hierarchy.sample_prior`).
     """
     cache = model.__dict__.setdefault("_sampler_functions", {})
     if "prior" not in cache:
@@ -176,6 +238,12 @@ def prior_sampler(model):
                 return flow(draw_eps(num, seed, temperature))
 
             cache["prior"] = sample_prior
+        hierarchy = getattr(model, "hierarchy", None)
+        if hierarchy is not None:  # two layers: z2 ~ p(z2) as above, then z1 ~ p(z1|z2)
+            from vlae_tf import hierarchy as hierarchy_lib
+            top = cache["prior"]
+            cache["prior"] = lambda num, seed, temperature: hierarchy_lib.sample_prior(
+                hierarchy, top, num, seed, temperature)
     return cache["prior"]
 
 
@@ -190,8 +258,9 @@ def sample(model, num, seed=None, temperature=1.0, method=DEFAULT_METHOD, jit_co
 
     method: "cached" (default) or "naive" (the reference); both give the same images.
     jit_compile (cached only): XLA on/off; None picks by `auto_jit_compile`.
+    A decoder without a cached step ("pixelcnnpp") uses "naive" for "cached" (`resolve_method`).
     """
-    _check_method(method)
+    method = resolve_method(model, method)
     temperature = _check_temperature(temperature)
     if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < 1:
         raise ValueError(f"num: expected an int >= 1; got {num!r}")
@@ -212,7 +281,7 @@ def decompress(model, images, seed=None, temperature=1.0, method=DEFAULT_METHOD,
     `temperature` applies to the decoder only (z comes from the posterior); `method` and
     `jit_compile` as in `sample`.
     """
-    _check_method(method)
+    method = resolve_method(model, method)
     temperature = _check_temperature(temperature)
     inputs.require_latent(model.config, "decompress")
     images = inputs.check_images(model.config, images)

@@ -34,7 +34,16 @@ class UnsupportedDecoder(ValueError):
 
 
 def likelihood_kwargs(config):
-    return {"num_mixtures": config.num_mixtures} if config.likelihood == "logistic_mixture" else {}
+    """Constructor arguments of the config's likelihood (`vlae_tf.likelihoods.get`).
+
+    A family may add its own: `LIKELIHOOD_KWARGS` of its module (e.g. the channel-
+    autoregressive "pixelcnnpp" decoder: {"coupled": False}, a mixture per sub-pixel)."""
+    if config.likelihood != "logistic_mixture":
+        return {}
+    from vlae_tf import decoders  # local: the registry imports this module
+
+    extra = getattr(decoders.FAMILIES.get(config.decoder), "LIKELIHOOD_KWARGS", {})
+    return {"num_mixtures": config.num_mixtures, **extra}
 
 
 def num_params(config) -> int:
@@ -46,6 +55,17 @@ def num_params(config) -> int:
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
+def functional_inputs(config):
+    """The Keras inputs of a functional decoder: (images [B, H, W, C], z_map [B, H, W,
+    z_map_channels] or None without a latent code, the list to build the model from)."""
+    height, width, channels = config.image_shape
+    images = keras.Input(shape=(height, width, channels), name="images")
+    if not config.use_latent:
+        return images, None, [images]
+    z_map = keras.Input(shape=(height, width, config.z_map_channels), name="z_map")
+    return images, z_map, [images, z_map]
+
+
 class DecoderInput(keras.layers.Layer):
     """Image in [-1, 1] -> what the window may see, plus a constant channel of ones.
 

@@ -138,12 +138,7 @@ def build(config, name="pixelcnn") -> keras.Model:
     filters, weight_norm = config.decoder_filters, config.weight_norm
     num_params = base.num_params(config)
 
-    images = keras.Input(shape=(height, width, channels), name="images")
-    inputs = [images]
-    z_map = None
-    if config.use_latent:
-        z_map = keras.Input(shape=(height, width, config.z_map_channels), name="z_map")
-        inputs.append(z_map)
+    images, z_map, inputs = base.functional_inputs(config)
     z_first = z_map is not None and config.z_conditioning in ("concat", "both")
     z_later = z_map is not None and config.z_conditioning in ("gated", "both")
     visible = base.DecoderInput(grayscale=config.grayscale_window, name="window_input")(images)
