@@ -69,47 +69,17 @@ def naive_pixel_loop(model, z_map, num, seed, temperature, num_pixels=None):
     `num_pixels` (benchmarks): stop after the first num_pixels pixels in raster order
     (the rest stay 0); every step costs the same full pass.
 
-    A channel-autoregressive decoder (`decoders.channel_autoregressive`, "pixelcnnpp") is
-    sampled sub-pixel by sub-pixel instead (`naive_subpixel_loop`).
-    """
-    if decoders.channel_autoregressive(model.config):
-        return naive_subpixel_loop(model, z_map, num, seed, temperature, num_pixels)
-    height, width, channels = model.config.image_shape
-    num_pixels = height * width if num_pixels is None else num_pixels
-    pixel_ids = tf.reshape(tf.range(height * width), [1, height, width, 1])
-    batch = num if z_map is None else tf.shape(z_map)[0]
-    z_map = None if z_map is None else fast_sampling.as_decoder_input(z_map)
-
-    def body(index, values):
-        scaled = fast_sampling.as_decoder_input(fast_sampling.scale_values(model, values))
-        with fast_sampling.float64_compute(model.pixelcnn):
-            params = model.pixelcnn(scaled if z_map is None else [scaled, z_map])
-        row, col = index // width, index % width
-        pixel_params = params[:, row:row + 1, col:col + 1, :]
-        draw = model.likelihood.sample(pixel_params, fast_sampling.pixel_seed(seed, index),
-                                       temperature)  # [B, 1, 1, C]
-        is_current = tf.cast(tf.equal(pixel_ids, index), values.dtype)
-        return index + 1, values * (1.0 - is_current) + draw * is_current
-
-    values = tf.zeros([batch, height, width, channels], tf.float32)
-    _, values = tf.while_loop(lambda index, _: index < num_pixels, body,
-                              (tf.constant(0), values))
-    return values
-
-
-def naive_subpixel_loop(model, z_map, num, seed, temperature, num_pixels=None):
-    """x sub-pixel by sub-pixel, one full decoder pass per sub-pixel (H*W*C passes): the
-    naive sampler of a channel-autoregressive decoder, whose parameters for channel c of a
-    pixel depend on the pixel's channels < c (R, then a pass for G given R, then B).
-
-    Sub-pixel (i, c) is drawn by `likelihood.sample(likelihood.channel_params(params_i, c),
-    fast_sampling.subpixel_seed(seed, i, c), temperature)` (a 1-channel mixture; the
-    likelihood has coupled=False). Arguments as `naive_pixel_loop`.
+    A channel-autoregressive decoder (`decoders.channel_autoregressive`, "pixelcnnpp"),
+    whose parameters for channel c of a pixel depend on the pixel's channels < c, is
+    sampled sub-pixel by sub-pixel instead (H*W*C passes: R, then G given R, then B):
+    sub-pixel (i, c) is `likelihood.sample(likelihood.channel_params(params_i, c),
+    fast_sampling.subpixel_seed(seed, i, c), temperature)`, a 1-channel mixture.
     """
     height, width, channels = model.config.image_shape
     num_pixels = height * width if num_pixels is None else num_pixels
-    subpixel_ids = tf.reshape(tf.range(height * width * channels),
-                              [1, height, width, channels])
+    per_pixel = channels if decoders.channel_autoregressive(model.config) else 1
+    # Step t draws unit t: a pixel (all its channels at once), or one sub-pixel.
+    unit_ids = tf.reshape(tf.range(height * width * per_pixel), [1, height, width, per_pixel])
     batch = num if z_map is None else tf.shape(z_map)[0]
     z_map = None if z_map is None else fast_sampling.as_decoder_input(z_map)
 
@@ -117,30 +87,34 @@ def naive_subpixel_loop(model, z_map, num, seed, temperature, num_pixels=None):
         scaled = fast_sampling.as_decoder_input(fast_sampling.scale_values(model, values))
         with fast_sampling.float64_compute(model.pixelcnn):
             params = model.pixelcnn(scaled if z_map is None else [scaled, z_map])
-        index, channel = step // channels, step % channels
+        index, channel = step // per_pixel, step % per_pixel
         row, col = index // width, index % width
-        channel_params = model.likelihood.channel_params(
-            params[:, row:row + 1, col:col + 1, :], channel)
-        draw = model.likelihood.sample(channel_params,
-                                       fast_sampling.subpixel_seed(seed, index, channel),
-                                       temperature)  # [B, 1, 1, 1]
-        is_current = tf.cast(tf.equal(subpixel_ids, step), values.dtype)
+        pixel_params = params[:, row:row + 1, col:col + 1, :]
+        if per_pixel == 1:
+            draw = model.likelihood.sample(pixel_params, fast_sampling.pixel_seed(seed, index),
+                                           temperature)  # [B, 1, 1, C]
+        else:
+            draw = model.likelihood.sample(
+                model.likelihood.channel_params(pixel_params, channel),
+                fast_sampling.subpixel_seed(seed, index, channel), temperature)  # [B,1,1,1]
+        is_current = tf.cast(tf.equal(unit_ids, step), values.dtype)
         return step + 1, values * (1.0 - is_current) + draw * is_current
 
     values = tf.zeros([batch, height, width, channels], tf.float32)
-    _, values = tf.while_loop(lambda step, _: step < num_pixels * channels, body,
+    _, values = tf.while_loop(lambda step, _: step < num_pixels * per_pixel, body,
                               (tf.constant(0), values))
     return values
 
 
 def resolve_method(model, method):
     """`method`, except that "cached" for a decoder family without a cached step
-    (`decoders.has_cached_sampler`; "pixelcnnpp") becomes "naive", with a warning: the
-    default `model.sample()` then still works, on the reference sampler."""
+    (`decoders.has_cached_sampler`: a family module with CACHED_SAMPLER = False; all
+    three families have one) becomes "naive", with a warning: the default
+    `model.sample()` then still works, on the reference sampler."""
     _check_method(method)
     if method == "cached" and not decoders.has_cached_sampler(model.config):
         warnings.warn(f"sampling: decoder={model.config.decoder!r} has no cached sampler; "
-                      f"using method='naive' (one decoder pass per sub-pixel)", stacklevel=3)
+                      f"using method='naive' (one decoder pass per pixel or sub-pixel)", stacklevel=3)
         return "naive"
     return method
 
