@@ -210,7 +210,7 @@ def test_budget_chunk_size_is_measured_and_gives_the_explicit_chunks_result(mode
     middle = estimators.budget_chunk_size(model, images, 200, budget_gb)
     assert middle["chunk_size"] == estimators.chunk_size_for_budget(
         budget_gb * 2 ** 30, middle["baseline_bytes"], middle["bytes_per_decoder_image"], 4, 200)
-    assert 1 <= middle["chunk_size"] < 200
+    assert 0 < middle["chunk_size"] < 200
     assert evaluate_lib._chunk_message(dict(middle, memory_budget_gb=1.25), 4, 2) == (
         f"Chunk size: {middle['chunk_size']} importance samples x 4 images per decoder pass "
         f"(from --memory_budget_gb=2.5 shared by 2 devices: "
