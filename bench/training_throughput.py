@@ -1,32 +1,41 @@
-"""Training throughput of a preset: images/s and achieved GFLOP/s vs the CPU's fp32 peak,
-with and without XLA (`jit_compile`), measured in the same run.
+"""Training throughput of presets (images/s), optionally against another tree of the code.
 
-    python bench/training_throughput.py --preset mnist_paper --batch_size 64 --steps 20
+    python bench/training_throughput.py --presets mnist_paper,mnist_cpu --batch_size 64
+    python bench/training_throughput.py --presets mnist_paper --baseline_tree /tmp/base \\
+        --rounds 5                       # this tree vs a worktree of an older commit
+    python bench/training_throughput.py --presets mnist_paper --xla   # also jit_compile=True
 
-FLOPs of one training step (forward + backward) are counted by TensorFlow's graph profiler
-on the traced step (convolutions and matmuls dominate; element-wise ops are included).
+Each measurement is a fresh process (`--worker`) that builds the preset's model, trains
+`--warmup` steps (tracing), then times `--steps` steps of `fit` on random images of the
+preset's shape, and reports the median seconds per step over its steps (a per-batch
+callback). With `--baseline_tree` the processes alternate between the trees (this tree,
+then the baseline, per preset, `--rounds` times), so that both see the same machine load;
+the speed-up is the ratio of the medians over rounds. FLOPs of one step (forward +
+backward) are TensorFlow's graph-profiler count on the traced step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import vlae_tf  # noqa: E402
 from bench import common  # noqa: E402
 
 
 def step_flops(model, images):
     """FLOPs of one forward+backward pass, from the profiler on the traced graph."""
+    import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
+
+    import vlae_tf
 
     @tf.function
     def forward_backward(batch):
@@ -41,49 +50,118 @@ def step_flops(model, images):
     return model_analyzer.profile(graph, options=options).total_float_ops
 
 
-def measure(preset, batch_size, steps, jit_compile):
+def measure(preset, batch_size, steps, warmup, jit_compile, flops=True):
+    """One measurement in this process (the tree on sys.path)."""
+    import vlae_tf  # first: it sets TensorFlow's defaults before TensorFlow loads
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
     config = vlae_tf.presets.get(preset)
-    height, width, channels = config.image_shape
     generator = np.random.default_rng(0)
     images = generator.integers(0, config.max_value + 1,
-                                (batch_size * steps, height, width, channels)).astype(np.uint8)
+                                (batch_size * 4, *config.image_shape)).astype(np.uint8)
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).cache().repeat()
     model = vlae_tf.VLAE(config)
     model.compile(jit_compile=jit_compile)
     start = time.perf_counter()
-    model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)  # trace / compile
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-    seconds_per_step = (time.perf_counter() - start) / steps
-    flops = step_flops(model, tf.constant(images[:batch_size]))
-    return {"preset": preset, "batch": batch_size, "jit_compile": jit_compile,
-            "params": model.count_params(), "first_call_s": compile_seconds,
-            "s_per_step": seconds_per_step, "images_per_s": batch_size / seconds_per_step,
-            "gflop_per_step": flops / 1e9, "gflop_per_s": flops / 1e9 / seconds_per_step}
+    model.fit(dataset, steps_per_epoch=warmup, epochs=1, verbose=0)
+    first_call = time.perf_counter() - start
+    stamps = []
+
+    class Stamp(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            stamps.append(time.perf_counter())
+
+    stamps.append(time.perf_counter())
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[Stamp()])
+    seconds = float(np.median(np.diff(stamps)))
+    from tensorflow.python.util import _pywrap_util_port
+
+    row = {"preset": preset, "batch": batch_size, "jit_compile": jit_compile,
+           "onednn": bool(_pywrap_util_port.IsMklEnabled()),
+           "params": int(model.count_params()), "first_call_s": first_call,
+           "s_per_step": seconds, "images_per_s": batch_size / seconds}
+    if flops:
+        gflop = step_flops(model, tf.constant(images[:batch_size])) / 1e9
+        row.update(gflop_per_step=gflop, gflop_per_s=gflop / seconds)
+    return row
+
+
+def run_worker(tree, preset, args, jit_compile, flops):
+    """A measurement in a fresh process with `tree` first on its path."""
+    command = [sys.executable, os.path.abspath(__file__), "--worker", "--presets", preset,
+               "--batch_size", str(args.batch_size), "--steps", str(args.steps),
+               "--warmup", str(args.warmup)]
+    command += ["--xla"] if jit_compile else []
+    command += [] if flops else ["--no_flops"]
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, ROOT]),
+                       VLAE_BENCH_TREE=tree)
+    result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"measurement of {preset} in {tree} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="mnist_paper", choices=vlae_tf.presets.names())
+    parser.add_argument("--presets", default="mnist_paper",
+                        help="comma-separated preset names")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measurements per preset and tree (alternating trees)")
+    parser.add_argument("--baseline_tree", default=None,
+                        help="another checkout of the code (e.g. `git worktree add /tmp/base "
+                             "<commit>`), measured alternately with this one")
+    parser.add_argument("--xla", action="store_true", help="also measure jit_compile=True")
+    parser.add_argument("--no_flops", action="store_true", help="skip the FLOP count")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--output", default="bench/results/training_throughput.json")
     args = parser.parse_args()
-    info = common.machine()
+    presets = [name for name in args.presets.split(",") if name]
+    if args.worker:
+        if os.environ.get("VLAE_BENCH_TREE"):
+            sys.path.insert(0, os.environ["VLAE_BENCH_TREE"])
+        print(json.dumps(measure(presets[0], args.batch_size, args.steps, args.warmup,
+                                 jit_compile=args.xla, flops=not args.no_flops)))
+        return
+    if args.baseline_tree and not os.path.isdir(os.path.join(args.baseline_tree, "vlae_tf")):
+        parser.error(f"--baseline_tree: expected a checkout with a vlae_tf/ directory; got "
+                     f"{args.baseline_tree!r}")
+    trees = [("this", ROOT)] + ([("baseline", os.path.abspath(args.baseline_tree))]
+                                if args.baseline_tree else [])
+    modes = (False, True) if args.xla else (False,)
     rows = []
-    for jit_compile in (False, True):
-        row = measure(args.preset, args.batch_size, args.steps, jit_compile)
-        if info["fp32_peak_gflops"]:
-            row["percent_of_peak"] = 100 * row["gflop_per_s"] / info["fp32_peak_gflops"]
-        rows.append(row)
-    print(f"fp32 peak: {info['fp32_peak_gflops']:.0f} GFLOP/s = {info['peak_formula']}")
-    common.print_table(rows, ["preset", "batch", "jit_compile", "params", "first_call_s",
-                              "s_per_step", "images_per_s", "gflop_per_step", "gflop_per_s",
-                              "percent_of_peak"])
-    faster = min(rows, key=lambda row: row["s_per_step"])
-    print(f"faster: jit_compile={faster['jit_compile']}")
-    common.write_json(args.output, {"machine": info, "args": vars(args), "rows": rows})
+    for preset in presets:
+        for jit_compile in modes:
+            per_tree = {label: [] for label, _ in trees}
+            for round_index in range(args.rounds):
+                for label, tree in trees:
+                    row = run_worker(tree, preset, args, jit_compile,
+                                     flops=not args.no_flops and round_index == 0)
+                    per_tree[label].append(row)
+                    print(f"{preset} jit_compile={jit_compile} round {round_index + 1}/"
+                          f"{args.rounds} {label}: {row['s_per_step']:.3f} s/step, "
+                          f"{row['images_per_s']:.0f} images/s", flush=True)
+            for label, measured in per_tree.items():
+                seconds = sorted(row["s_per_step"] for row in measured)
+                median = seconds[len(seconds) // 2]
+                summary = dict(measured[0], tree=label, s_per_step=median,
+                               images_per_s=args.batch_size / median,
+                               s_per_step_rounds=[row["s_per_step"] for row in measured])
+                if "gflop_per_step" in summary:
+                    summary["gflop_per_s"] = summary["gflop_per_step"] / median
+                rows.append(summary)
+            if args.baseline_tree:
+                this, baseline = rows[-2], rows[-1]
+                this["speedup_vs_baseline"] = baseline["s_per_step"] / this["s_per_step"]
+    columns = ["preset", "tree", "batch", "jit_compile", "params", "s_per_step",
+               "images_per_s", "gflop_per_step", "gflop_per_s", "speedup_vs_baseline"]
+    common.print_table(rows, columns)
+    common.write_json(args.output, {"machine": common.machine(), "command": " ".join(sys.argv),
+                                    "args": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def _build_dense_upsample(config, name="latent_map") -> keras.Model:
                          use_weight_norm=weight_norm, name="z_up2")(features)
     crop_height, crop_width = 4 * base_height - height, 4 * base_width - width
     if crop_height or crop_width:
-        features = keras.layers.Cropping2D(((0, crop_height), (0, crop_width)))(features)
+        features = nn.Crop2D(((0, crop_height), (0, crop_width)))(features)
     return keras.Model(latent, features, name=name)
 
 
@@ -97,7 +97,7 @@ def upsampling_block(inputs, filters, target_size, weight_norm, name):
     crop_height = outputs.shape[1] - target_size[0]
     crop_width = outputs.shape[2] - target_size[1]
     if crop_height or crop_width:
-        outputs = keras.layers.Cropping2D(((0, crop_height), (0, crop_width)),
+        outputs = nn.Crop2D(((0, crop_height), (0, crop_width)),
                                           name=f"{name}_crop")(outputs)
     return outputs
 

@@ -102,7 +102,7 @@ def down_shifted_conv(inputs, filters, rows_above, half_width, weight_norm, name
                                         name=f"{name}_pad")(inputs)
     outputs = _conv(filters, (rows_above, 2 * half_width + 1), weight_norm, name)(padded)
     # The conv gives H+1 rows; row r of the first H sees rows r-rows_above..r-1.
-    return keras.layers.Cropping2D(((0, outputs.shape[1] - height), (0, 0)),
+    return nn.Crop2D(((0, outputs.shape[1] - height), (0, 0)),
                                    name=f"{name}_crop")(outputs)
 
 
@@ -111,7 +111,7 @@ def right_shifted_conv(inputs, filters, pixels_left, weight_norm, name):
     width = inputs.shape[2]
     padded = keras.layers.ZeroPadding2D(((0, 0), (pixels_left, 0)), name=f"{name}_pad")(inputs)
     outputs = _conv(filters, (1, pixels_left), weight_norm, name)(padded)
-    return keras.layers.Cropping2D(((0, 0), (0, outputs.shape[2] - width)),
+    return nn.Crop2D(((0, 0), (0, outputs.shape[2] - width)),
                                    name=f"{name}_crop")(outputs)
 
 
@@ -209,24 +209,21 @@ def build(config, name="pixelcnn") -> keras.Model:
 
 
 class _Conv:
-    """One weight-normalised `nn.Conv2D`, read once per call: conv(x, v/||v||) * g + b."""
+    """One weight-normalised `nn.Conv2D`, read once per call: conv(x, g * v / ||v||) + b."""
 
     def __init__(self, layer: nn.Conv2D):
         if layer.transpose or layer.strides != 1 or layer.padding != "VALID":
             raise UnsupportedDecoder(f"layer {layer.name}: expected a stride-1 'valid' conv")
         self.name = layer.name
         self.filters = layer.filters
-        with base.float64_compute(layer):  # the layer's own normalisation, in float64
-            self.kernel = tf.cast(layer._normalised_kernel(norm_axes=(0, 1, 2)), DTYPE)
-            self.gain = tf.cast(layer.gain, DTYPE) if layer.use_weight_norm else None
+        with base.float64_compute(layer):  # the layer's own kernel g * v / ||v||, in float64
+            self.kernel = tf.cast(layer.effective_kernel(norm_axes=(0, 1, 2)), DTYPE)
             self.bias = tf.cast(layer.bias, DTYPE)
         self.matrix = tf.reshape(self.kernel, [-1, self.filters])
 
     def _affine(self, outputs):
-        # The same two ops, in the same order, as nn.Conv2D.call.
-        if self.gain is not None:
-            outputs = outputs * self.gain
-        return outputs + self.bias
+        # The same op as nn.Conv2D.call after its convolution.
+        return tf.nn.bias_add(outputs, self.bias)
 
     def conv(self, inputs):
         """[B, h, w, C] -> 'valid' convolution [B, h', w', filters]."""

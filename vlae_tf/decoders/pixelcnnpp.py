@@ -291,13 +291,13 @@ def down_right_shifted_conv(inputs, filters, kernel, weight_norm, name):
 def down_shift(inputs, name):
     """Output (i, j) = inputs (i-1, j); zeros in row 0."""
     padded = keras.layers.ZeroPadding2D(((1, 0), (0, 0)), name=f"{name}_pad")(inputs)
-    return keras.layers.Cropping2D(((0, 1), (0, 0)), name=name)(padded)
+    return nn.Crop2D(((0, 1), (0, 0)), name=name)(padded)
 
 
 def right_shift(inputs, name):
     """Output (i, j) = inputs (i, j-1); zeros in column 0."""
     padded = keras.layers.ZeroPadding2D(((0, 0), (1, 0)), name=f"{name}_pad")(inputs)
-    return keras.layers.Cropping2D(((0, 0), (0, 1)), name=name)(padded)
+    return nn.Crop2D(((0, 0), (0, 1)), name=name)(padded)
 
 
 def layer_names(config):
