@@ -223,7 +223,7 @@ class _Conv:
 
     def _affine(self, outputs):
         # The same op as nn.Conv2D.call after its convolution.
-        return tf.nn.bias_add(outputs, self.bias)
+        return outputs + self.bias
 
     def conv(self, inputs):
         """[B, h, w, C] -> 'valid' convolution [B, h', w', filters]."""

@@ -125,8 +125,11 @@ class _WeightNormMixin:
         return tf.cast(kernel * (gain / norm), self.compute_dtype)
 
     def _add_bias(self, outputs):
-        """outputs + b over the last axis (BiasAdd: its gradient is one fused reduction)."""
-        return tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
+        """outputs + b over the last axis. An add, not tf.nn.bias_add: as fast here, and
+        BiasAdd let grappler's oneDNN remapper try a Conv2D+BiasAdd+Add+Elu fusion of the
+        ResNet blocks that fails ("remapper failed: ... Mutation::Apply error", one error
+        line per traced evaluation, TF 2.21)."""
+        return outputs + tf.cast(self.bias, outputs.dtype)
 
     def _initialising(self):
         return _DATA_INIT["active"] and self.use_weight_norm and tf.executing_eagerly()
