@@ -17,7 +17,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 # oneDNN's CPU kernels: TensorFlow turns them on by default only on CPUs with AVX-512 VNNI,
 # BF16 or AMX; on an AVX2 CPU they made a thin (12-32 channel) convolution and its
-# gradients 2-3x faster and a training step 1.5-2x faster (BUILD_NOTES "Speed"). Also read
+# gradients 2-3x faster and a training step 1.5-2x faster (BUILD_NOTES "Training speed"). Also read
 # once when TensorFlow loads; TF_ENABLE_ONEDNN_OPTS=0 keeps TensorFlow's Eigen kernels.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
@@ -25,7 +25,6 @@ from vlae_tf import presets  # noqa: E402
 from vlae_tf.config import VLAEConfig  # noqa: E402
 from vlae_tf.loading import load  # noqa: E402
 from vlae_tf.model import VLAE  # noqa: E402
-
 
 
 def onednn_enabled() -> bool:

@@ -98,7 +98,7 @@ def upsampling_block(inputs, filters, target_size, weight_norm, name):
     crop_width = outputs.shape[2] - target_size[1]
     if crop_height or crop_width:
         outputs = nn.Crop2D(((0, crop_height), (0, crop_width)),
-                                          name=f"{name}_crop")(outputs)
+                            name=f"{name}_crop")(outputs)
     return outputs
 
 

@@ -103,7 +103,7 @@ def down_shifted_conv(inputs, filters, rows_above, half_width, weight_norm, name
     outputs = _conv(filters, (rows_above, 2 * half_width + 1), weight_norm, name)(padded)
     # The conv gives H+1 rows; row r of the first H sees rows r-rows_above..r-1.
     return nn.Crop2D(((0, outputs.shape[1] - height), (0, 0)),
-                                   name=f"{name}_crop")(outputs)
+                     name=f"{name}_crop")(outputs)
 
 
 def right_shifted_conv(inputs, filters, pixels_left, weight_norm, name):
@@ -112,7 +112,7 @@ def right_shifted_conv(inputs, filters, pixels_left, weight_norm, name):
     padded = keras.layers.ZeroPadding2D(((0, 0), (pixels_left, 0)), name=f"{name}_pad")(inputs)
     outputs = _conv(filters, (1, pixels_left), weight_norm, name)(padded)
     return nn.Crop2D(((0, 0), (0, outputs.shape[2] - width)),
-                                   name=f"{name}_crop")(outputs)
+                     name=f"{name}_crop")(outputs)
 
 
 def causal_vertical_conv(inputs, filters, extra_rows, extra_half_width, weight_norm, name):
