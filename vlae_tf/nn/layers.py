@@ -85,6 +85,11 @@ class CheckpointListsMixin:
         return children
 
 
+def _kernel_norm(kernel, norm_axes):
+    """||v|| per output unit (keepdims), the weight norm's denominator."""
+    return tf.sqrt(tf.reduce_sum(tf.square(kernel), axis=norm_axes, keepdims=True) + 1e-12)
+
+
 class _WeightNormMixin:
     """Shared variable creation for weight-normalised layers."""
 
@@ -105,9 +110,7 @@ class _WeightNormMixin:
         dtype, so mixed precision does not lose the norm's accuracy."""
         kernel = self._raw_kernel()
         if self.use_weight_norm:
-            norm = tf.sqrt(tf.reduce_sum(tf.square(kernel), axis=norm_axes, keepdims=True)
-                           + 1e-12)
-            kernel = kernel / norm
+            kernel = kernel / _kernel_norm(kernel, norm_axes)
         return tf.cast(kernel, self.compute_dtype)
 
     def effective_kernel(self, norm_axes):
@@ -119,8 +122,7 @@ class _WeightNormMixin:
         if not self.use_weight_norm:
             return self._normalised_kernel(norm_axes)
         kernel = self._raw_kernel()
-        norm = tf.sqrt(tf.reduce_sum(tf.square(kernel), axis=norm_axes, keepdims=True)
-                       + 1e-12)
+        norm = _kernel_norm(kernel, norm_axes)
         gain = tf.reshape(self.gain, norm.shape)  # on the output axis (2: transposed)
         return tf.cast(kernel * (gain / norm), self.compute_dtype)
 
