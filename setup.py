@@ -29,7 +29,9 @@ setup(
         # tensorboard: TF 2.21 no longer installs it; here so that scripts/install.sh
         # (.[test]) gives a working `tensorboard --logdir`, and the event files are tested
         # against its reader.
-        "test": ["pytest>=8", "tensorboard==2.21.0"],
+        # pytest-xdist: the suite runs its test files on parallel workers (pytest.ini,
+        # tests/conftest.py): most of a test's time is single-threaded tracing.
+        "test": ["pytest>=8", "pytest-xdist==3.8.0", "tensorboard==2.21.0"],
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
         "bench": ["matplotlib==3.11.2"],  # plots of bench/claims.py only
     },

@@ -3,6 +3,7 @@ schedule itself, and that a short run's averaged weights are not worse than its 
 (with Keras' constant momentum 0.998 they are far worse: the check can fail)."""
 
 import keras
+import tensorflow as tf
 import numpy as np
 import pytest
 
@@ -75,3 +76,46 @@ def test_a_short_runs_averaged_weights_are_as_good_as_the_raw_ones():
         config.learning_rate, use_ema=True, ema_momentum=config.ema_momentum))
     # What the warm-up fixes: with a constant 0.998 the average is still near the start.
     assert constant["averaged"] > constant["raw"] + 5, constant
+
+
+def _twenty_steps(optimizer, shapes, mirrored=None):
+    """Variables, Adamax slots and averages after 20 traced steps of fixed gradients."""
+    rng = np.random.default_rng(0)
+    variables = [keras.Variable(rng.normal(size=shape).astype(np.float32))
+                 for shape in shapes]
+    optimizer.build(variables)
+    gradients = [[tf.constant(rng.normal(size=shape).astype(np.float32)) for shape in shapes]
+                 for _ in range(20)]
+
+    @tf.function
+    def step(grads):
+        optimizer.apply(grads, variables)
+
+    for grads in gradients:
+        step(grads)
+    return ([v.numpy() for v in variables], [m.numpy() for m in optimizer._m],
+            [u.numpy() for u in optimizer._u],
+            [a.numpy() for a in optimizer._model_variables_moving_average],
+            step.get_concrete_function(gradients[0]).graph)
+
+
+def test_the_fused_update_is_keras_adamax_and_the_schedules_average():
+    """The fused ResourceApplyAdaMax path against Keras' own Adamax.update_step (the
+    reference keeps the same averaging): equal to float32 rounding after 20 steps, and the
+    step really runs the fused kernel (one per variable)."""
+    class KerasAdamax(optimizers.WarmupEMAAdamax):
+        _backend_update_step = keras.optimizers.Adamax._backend_update_step
+        update_step = keras.optimizers.Adamax.update_step
+
+    shapes = [(3, 3, 2, 4), (4,), (7, 5)]
+    make = lambda cls: cls(learning_rate=0.01, use_ema=True, ema_momentum=0.998)  # noqa
+    *fused, graph = _twenty_steps(make(optimizers.WarmupEMAAdamax), shapes)
+    *reference, reference_graph = _twenty_steps(make(KerasAdamax), shapes)
+    for name, ours, theirs in zip(["weights", "m", "u", "averages"], fused, reference):
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.allclose(fused[0][0], reference[3][0])  # the averages lag: a real check
+    op_types = [op.type for op in graph.get_operations()]
+    assert op_types.count("ResourceApplyAdaMax") == len(shapes)
+    assert "ResourceApplyAdaMax" not in [op.type for op in reference_graph.get_operations()]
+    assert len(op_types) < len(reference_graph.get_operations()) - 10 * len(shapes)

@@ -227,9 +227,12 @@ class VLAE(keras.Model):
         gradients = tape.gradient(scaled_loss, self.trainable_weights)
         # The optimizer skips the step if any gradient is non-finite (vlae_tf.optimizers);
         # a non-finite loss must skip too, even where its gradients happen to be finite.
-        poison = tf.where(tf.math.is_finite(loss), 0.0, np.nan)
-        gradients = [None if gradient is None else gradient + tf.cast(poison, gradient.dtype)
-                     for gradient in gradients]
+        # One poisoned gradient is enough (the check covers all of them), and costs one
+        # add instead of one per variable.
+        gradients = list(gradients)
+        first = next(i for i, gradient in enumerate(gradients) if gradient is not None)
+        gradients[first] += tf.cast(tf.where(tf.math.is_finite(loss), 0.0, np.nan),
+                                    gradients[first].dtype)
         self.optimizer.apply(gradients, self.trainable_weights)
         self._count_nonfinite(loss)
         if self.config.free_bits_mode == "soft" and self.config.use_latent:

@@ -17,6 +17,13 @@ Keras' LossScaleOptimizer already does this correctly under every tf.distribute 
 (the decision is taken once, in cross-replica context, on all-reduced gradients); in
 float32 we use it with a fixed scale of 1, so it is a pure "skip non-finite steps" wrapper.
 Under the mixed_float16 policy the usual dynamic loss scaling applies.
+
+Speed: Keras writes Adamax as about 18 small ops per variable and its averaging as about 8
+(5,400 op executions per step for mnist_paper's 190 variables: two thirds of the step's
+ops). Here each variable's update is TensorFlow's fused `ResourceApplyAdaMax` kernel (the
+same equations: m += (1 - b1)(g - m); u = max(b2 u, |g|); w -= lr / (1 - b1^t) m / (u + eps))
+with the step's scalars computed once, and the average is one `assign_sub`; the results
+equal Keras' to float32 rounding (tests/test_ema_warmup.py).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
@@ -57,18 +65,54 @@ class WarmupEMAAdamax(keras.optimizers.Adamax):
     Overrides Keras' `_update_model_variables_moving_average` (Keras 3.15), which uses a
     constant `ema_momentum` (and 0 at the first step, which the schedule keeps)."""
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # The scalars every variable's fused update reads, computed once per step.
+        learning_rate = tf.cast(learning_rate, tf.float32)
+        local_step = tf.cast(self.iterations + 1, tf.float32)
+        self._step_scalars = {
+            "lr": learning_rate,
+            "beta1_power": tf.pow(tf.cast(self.beta_1, tf.float32), local_step)}
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._step_scalars = None
+
+    def update_step(self, gradient, variable, learning_rate):
+        scalars = getattr(self, "_step_scalars", None)
+        if scalars is None or isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        variable = _tf_variable(variable)
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        cast = lambda value: tf.cast(value, dtype)  # noqa: E731
+        tf.raw_ops.ResourceApplyAdaMax(
+            var=variable.handle, m=_tf_variable(self._m[index]).handle,
+            v=_tf_variable(self._u[index]).handle, beta1_power=cast(scalars["beta1_power"]),
+            lr=cast(scalars["lr"]), beta1=cast(self.beta_1), beta2=cast(self.beta_2),
+            epsilon=cast(self.epsilon), grad=cast(gradient))
+
     def _update_model_variables_moving_average(self, trainable_variables):
         if not self.use_ema:
             return
         step = self.iterations  # not yet incremented for this step: 0 at the first
         first = keras.ops.equal(step, 0)
         momentum = keras.ops.where(first, 0.0, warmup_ema_momentum(step, self.ema_momentum))
+        # a <- m a + (1 - m) w, written as a -= (1 - m)(a - w): one update op per variable.
+        weight_by_dtype = {}
         for variable, average in zip(trainable_variables,
                                      self._model_variables_moving_average):
             if average is None:
                 continue
-            m = keras.ops.cast(momentum, average.dtype)
-            average.assign(m * average + (1 - m) * keras.ops.cast(variable, average.dtype))
+            dtype = average.dtype
+            if dtype not in weight_by_dtype:
+                weight_by_dtype[dtype] = keras.ops.cast(1.0 - momentum, dtype)
+            average.assign_sub(weight_by_dtype[dtype] * (
+                average - keras.ops.cast(variable, dtype)))
+
+
+def _tf_variable(variable):
+    """The tf.Variable behind a Keras variable (inside a strategy's update: its replica's)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 def default_optimizer(config) -> keras.optimizers.Optimizer:
