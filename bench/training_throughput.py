@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -146,8 +147,7 @@ def main():
                           f"{args.rounds} {label}: {row['s_per_step']:.3f} s/step, "
                           f"{row['images_per_s']:.0f} images/s", flush=True)
             for label, measured in per_tree.items():
-                seconds = sorted(row["s_per_step"] for row in measured)
-                median = seconds[len(seconds) // 2]
+                median = float(statistics.median([row["s_per_step"] for row in measured]))
                 summary = dict(measured[0], tree=label, s_per_step=median,
                                images_per_s=args.batch_size / median,
                                s_per_step_rounds=[row["s_per_step"] for row in measured])
