@@ -13,7 +13,8 @@ def pytest_xdist_auto_num_workers(config):
     time is single-threaded Python (tracing, Keras building) while TensorFlow's kernels
     use every core; at most one per 5 GiB of memory (a worker peaks at ~3.5 GB, and the
     fault-tolerance tests start three training processes at once). On this 2-core, 24 GiB
-    machine: 3 workers, 940 s against 1,683 s in one process (BUILD_NOTES, "Tests")."""
+    machine: 3 workers, 940 s against 1,683 s in one process (BUILD_NOTES.md, "Build and
+    install")."""
     del config
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
