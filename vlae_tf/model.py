@@ -230,9 +230,10 @@ class VLAE(keras.Model):
         # One poisoned gradient is enough (the check covers all of them), and costs one
         # add instead of one per variable.
         gradients = list(gradients)
-        first = next(i for i, gradient in enumerate(gradients) if gradient is not None)
-        gradients[first] += tf.cast(tf.where(tf.math.is_finite(loss), 0.0, np.nan),
-                                    gradients[first].dtype)
+        first = next((i for i, gradient in enumerate(gradients) if gradient is not None), None)
+        if first is not None:  # none at all: the optimizer says so ("No gradients provided")
+            gradients[first] += tf.cast(tf.where(tf.math.is_finite(loss), 0.0, np.nan),
+                                        gradients[first].dtype)
         self.optimizer.apply(gradients, self.trainable_weights)
         self._count_nonfinite(loss)
         if self.config.free_bits_mode == "soft" and self.config.use_latent:

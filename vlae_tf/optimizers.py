@@ -69,9 +69,11 @@ class WarmupEMAAdamax(keras.optimizers.Adamax):
         # The scalars every variable's fused update reads, computed once per step.
         learning_rate = tf.cast(learning_rate, tf.float32)
         local_step = tf.cast(self.iterations + 1, tf.float32)
+        beta1 = tf.constant(self.beta_1, tf.float32)
         self._step_scalars = {
-            "lr": learning_rate,
-            "beta1_power": tf.pow(tf.cast(self.beta_1, tf.float32), local_step)}
+            "lr": learning_rate, "beta1_power": tf.pow(beta1, local_step), "beta1": beta1,
+            "beta2": tf.constant(self.beta_2, tf.float32),
+            "epsilon": tf.constant(self.epsilon, tf.float32)}
         try:
             super()._backend_update_step(grads, trainable_variables, learning_rate)
         finally:
@@ -88,8 +90,8 @@ class WarmupEMAAdamax(keras.optimizers.Adamax):
         tf.raw_ops.ResourceApplyAdaMax(
             var=variable.handle, m=_tf_variable(self._m[index]).handle,
             v=_tf_variable(self._u[index]).handle, beta1_power=cast(scalars["beta1_power"]),
-            lr=cast(scalars["lr"]), beta1=cast(self.beta_1), beta2=cast(self.beta_2),
-            epsilon=cast(self.epsilon), grad=cast(gradient))
+            lr=cast(scalars["lr"]), beta1=cast(scalars["beta1"]), beta2=cast(scalars["beta2"]),
+            epsilon=cast(scalars["epsilon"]), grad=cast(gradient))
 
     def _update_model_variables_moving_average(self, trainable_variables):
         if not self.use_ema:
